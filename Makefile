@@ -1,0 +1,40 @@
+# One command sets up and runs the main job (`make demo`), one sets up and runs the tests (`make test`).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch/torchvision pair that installs on the project's CPU machines. GPU users:
+# `make setup TORCH_SPEC=` keeps whatever torch the environment already resolves.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-all demo lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/python -m pip install --quiet $(TORCH_SPEC); fi
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/vrpsam-demo
+
+lint: setup
+	$(BIN)/ruff check vrpsam tests scripts
+	$(BIN)/ruff format --check vrpsam tests scripts
+
+format: setup
+	$(BIN)/ruff check --fix vrpsam tests scripts
+	$(BIN)/ruff format vrpsam tests scripts
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache outputs
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

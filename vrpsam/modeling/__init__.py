@@ -1,0 +1,1 @@
+"""VRP-SAM model parts: frozen backbones, frozen SAM, the learnable VRP encoder, composition."""
