@@ -1,19 +1,28 @@
 """vrpsam: train, evaluate and ship VRP-SAM (visual reference prompts for a frozen SAM).
 
-The public face is small: builders and loaders. Everything else is importable from its module.
+The public face is small: builders, loaders and the predictor. Everything else is importable from
+its module. Names load lazily so that command-line tools which need no torch start fast.
 """
 
-from vrpsam.compat import Switches
-from vrpsam.modeling.official import load_official_checkpoint
-from vrpsam.modeling.vrp_sam import VRPSAM, EmptyReferenceError, build_vrp_sam
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "VRPSAM",
-    "EmptyReferenceError",
-    "Switches",
-    "__version__",
-    "build_vrp_sam",
-    "load_official_checkpoint",
-]
+_PUBLIC = {
+    "VRPSAM": "vrpsam.modeling.vrp_sam",
+    "EmptyReferenceError": "vrpsam.modeling.vrp_sam",
+    "build_vrp_sam": "vrpsam.modeling.vrp_sam",
+    "load_official_checkpoint": "vrpsam.modeling.official",
+    "Switches": "vrpsam.compat",
+    "VRPSAMPredictor": "vrpsam.predictor",
+    "export_model": "vrpsam.export",
+    "load_export": "vrpsam.export",
+}
+
+__all__ = [*sorted(_PUBLIC), "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'vrpsam' has no attribute {name!r}")

@@ -1,1 +1,1 @@
-"""Few-shot segmentation data: PASCAL-5i, COCO-20i, COCO→PASCAL, episodes and reference annotations."""
+"""Few-shot data: PASCAL-5i, COCO-20i, COCO→PASCAL, episodes and reference annotations."""

@@ -169,6 +169,19 @@ class ReferenceState:
     mask: torch.Tensor
     queries: torch.Tensor
 
+    def tile(self, times: int) -> ReferenceState:
+        """The same references for ``times`` targets: batch B·k becomes times·B·k."""
+        if times == 1:
+            return self
+        return ReferenceState(
+            prototype=self.prototype.repeat(times, 1, 1, 1),
+            tokens=self.tokens.repeat(times, 1, 1),
+            positions=self.positions,
+            high=self.high.repeat(times, 1, 1, 1),
+            mask=self.mask.repeat(times, 1, 1, 1),
+            queries=self.queries.repeat(times, 1, 1),
+        )
+
 
 class VRPEncoder(nn.Module):
     """Feature augmenter + prompt generator.

@@ -103,6 +103,7 @@ class VRPSAM(nn.Module):
         self.sam = sam
         self.switches = switches or Switches()
         self.mask_before_high = mask_before_high
+        self.build_spec: dict = {}  # filled by build_vrp_sam; what an export needs to rebuild
 
     def reference_state(
         self, reference_images: torch.Tensor, reference_masks: torch.Tensor
@@ -163,13 +164,16 @@ class VRPSAM(nn.Module):
         *,
         target_sizes: torch.Tensor | None = None,
         image_embeddings: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """SAM decoding of prompts (B, N, C) → mask logits (B, 1, H, W) on the targets' frame."""
+        return_iou: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """SAM decoding of prompts (B, N, C) → mask logits (B, 1, H, W) on the targets' frame,
+        and SAM's predicted IoU (B, 1) when ``return_iou``."""
         if image_embeddings is None:
             image_embeddings = self.sam.encode(target_images, target_sizes)
-        low_res, _ = self.sam.decode(image_embeddings.to(prompts.dtype), prompts)
+        low_res, iou = self.sam.decode(image_embeddings.to(prompts.dtype), prompts)
         frames = self.sam.frame_sizes(target_images, target_sizes)
-        return self.sam.postprocess(low_res, tuple(target_images.shape[-2:]), frames)
+        logits = self.sam.postprocess(low_res, tuple(target_images.shape[-2:]), frames)
+        return (logits, iou) if return_iou else logits
 
     def forward(
         self,
@@ -254,10 +258,28 @@ def build_vrp_sam(
         dropout=dropout,
         pseudo_mask_minmax=switches.pseudo_mask_minmax,
     )
-    return VRPSAM(
+    model = VRPSAM(
         backbone=frozen_backbone,
         encoder=encoder,
         sam=frozen_sam,
         switches=switches,
         mask_before_high=mask_before_high,
     )
+    # Everything needed to rebuild this architecture (weight paths excluded): exports store it.
+    model.build_spec = {
+        "backbone": backbone,
+        "sam": sam,
+        "num_queries": num_queries,
+        "num_heads": num_heads,
+        "num_layers": num_layers,
+        "dropout": dropout,
+        "mask_before_high": mask_before_high,
+        "backbone_kwargs": dict(backbone_kwargs or {}),
+        "sam_kwargs": dict(sam_kwargs or {}),
+        **{k: v for k, v in switches.as_dict().items() if k in _MODEL_SWITCHES},
+    }
+    return model
+
+
+# The switches the model itself reads; the others belong to loss, evaluation and training.
+_MODEL_SWITCHES = ("mask_downsample", "sam_preprocess", "align_corners", "pseudo_mask_minmax")

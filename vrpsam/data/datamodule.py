@@ -1,0 +1,265 @@
+"""Lightning DataModule for few-shot training, validation and testing."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import cv2
+import lightning as L
+from torch.utils.data import DataLoader
+
+from vrpsam.data.base import Episode, FewShotSource
+from vrpsam.data.dataset import EpisodeDataset, EpisodeIndexSampler, collate_episodes
+from vrpsam.data.episodes import (
+    TrainingEpisodeSampler,
+    load_episodes,
+    make_test_episodes,
+    make_validation_episodes,
+    save_episodes,
+    shard_indices,
+)
+from vrpsam.data.transforms import ResizeNormalize
+
+
+def _init_worker(worker_id: int) -> None:
+    """Keep OpenCV single-threaded inside loader workers, which already run in parallel."""
+    del worker_id
+    cv2.setNumThreads(1)
+
+
+class FewShotDataModule(L.LightningDataModule):
+    """Train / val / test episodes of one fold of a few-shot dataset.
+
+    - train: ``train_episodes_per_epoch`` episodes per epoch drawn by a
+      :class:`TrainingEpisodeSampler` from ``(seed, epoch, index)``, with training-time annotations.
+    - val: :func:`make_validation_episodes` on the ``val`` source (held-out base-class images),
+      drawn once from ``seed``; used for model selection. Skipped when there is no ``val`` source.
+    - test: the list file ``test_episode_list`` if it exists (its own seed then seeds the
+      annotations); otherwise :func:`make_test_episodes` with ``test_seed``, written to
+      ``test_episode_list`` when a path is given.
+
+    Multi-GPU: val and test lists are split across ranks with :func:`shard_indices` (interleaved, no
+    padding duplicates; sizes may differ by one, so reduce metric *sums* across ranks); every
+    training epoch is cut to a multiple of the world size and interleaved across ranks. Rank and
+    world size come from the attached trainer. Build the Trainer with
+    ``use_distributed_sampler=False``, or Lightning replaces these samplers with a
+    ``DistributedSampler`` that pads with duplicate episodes.
+
+    Workers: nothing depends on worker state; every random draw is keyed by ``(seed, epoch, episode
+    index)``, so batches are identical for any ``num_workers``.
+
+    Args:
+        sources: sources by split (``"train"``, ``"val"``, ``"test"``); any may be missing.
+        source_factory: builds the source of a split on demand (used for splits not in ``sources``);
+            it may raise ``FileNotFoundError`` for a split that does not exist (then that stage is
+            skipped).
+        shot: references per episode.
+        annotation: reference annotation kind (``point``, ``scribble``, ``box``, ``mask``).
+        image_size: side of the square network input.
+        interpolation: image resize mode, ``"bilinear"`` or ``"area"``.
+        batch_size: episodes per batch and process.
+        num_workers: loader worker processes.
+        seed: seed of training sampling, training/validation annotations and the validation list.
+        test_seed: seed of a generated test list (defaults to ``seed``).
+        train_episodes_per_epoch: episodes per training epoch over all ranks (default: one per
+            training image, as the official code).
+        val_episodes: length of the validation list.
+        test_episodes: length of a generated test list.
+        test_episode_list: path of the test episode list file.
+        pin_memory: passed to the loaders.
+        persistent_workers: keep workers between epochs (safe: keys carry the epoch).
+    """
+
+    def __init__(
+        self,
+        *,
+        sources: Mapping[str, FewShotSource] | None = None,
+        source_factory: Callable[[str], FewShotSource] | None = None,
+        shot: int = 1,
+        annotation: str = "mask",
+        image_size: int = 512,
+        interpolation: str = "bilinear",
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+        test_seed: int | None = None,
+        train_episodes_per_epoch: int | None = None,
+        val_episodes: int = 1000,
+        test_episodes: int = 1000,
+        test_episode_list: str | os.PathLike[str] | None = None,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+    ) -> None:
+        super().__init__()
+        if sources is None and source_factory is None:
+            raise ValueError("Give `sources` and/or `source_factory`.")
+        self.sources = dict(sources or {})
+        self.source_factory = source_factory
+        self.shot = shot
+        self.annotation = annotation
+        self.transform = ResizeNormalize(size=image_size, interpolation=interpolation)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.test_seed = seed if test_seed is None else test_seed
+        self.train_episodes_per_epoch = train_episodes_per_epoch
+        self.val_episodes = val_episodes
+        self.test_episodes = test_episodes
+        self.test_episode_list = None if test_episode_list is None else Path(test_episode_list)
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.train_dataset: EpisodeDataset | None = None
+        self.val_dataset: EpisodeDataset | None = None
+        self.test_dataset: EpisodeDataset | None = None
+        self.test_episode_meta: dict[str, Any] | None = None
+
+    def source(self, split: str) -> FewShotSource | None:
+        """The source of ``split``, or None when there is none."""
+        if split not in self.sources and self.source_factory is not None:
+            try:
+                self.sources[split] = self.source_factory(split)
+            except FileNotFoundError:
+                return None
+        return self.sources.get(split)
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        world = int(trainer.world_size)
+        # Private in Lightning, hence the getattr: warn rather than pad silently.
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if world > 1 and getattr(connector, "use_distributed_sampler", False):
+            warnings.warn(
+                "FewShotDataModule shards episodes itself; build the Trainer with "
+                "use_distributed_sampler=False, or validation/test episodes get padded duplicates.",
+                stacklevel=2,
+            )
+        return int(trainer.global_rank), world
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets the stage needs (``fit``, ``validate``, ``test`` or ``predict``)."""
+        if stage in (None, "fit"):
+            self.train_dataset = self._build_train()
+        if stage in (None, "fit", "validate"):
+            self.val_dataset = self._build_val()
+        if stage in (None, "test", "predict"):
+            self.test_dataset = self._build_test()
+
+    def _build_train(self) -> EpisodeDataset:
+        source = self.source("train")
+        if source is None:
+            raise ValueError("Training needs a 'train' source.")
+        sampler = TrainingEpisodeSampler(source=source, shot=self.shot, seed=self.seed)
+        return EpisodeDataset(
+            source=source,
+            transform=self.transform,
+            annotation=self.annotation,
+            seed=self.seed,
+            sampler=sampler,
+            episodes_per_epoch=self.train_episodes_per_epoch,
+        )
+
+    def _build_val(self) -> EpisodeDataset | None:
+        source = self.source("val")
+        if source is None:
+            return None
+        episodes = make_validation_episodes(
+            source, shot=self.shot, seed=self.seed, n=self.val_episodes
+        )
+        return self._fixed_dataset(source, episodes, seed=self.seed)
+
+    def _build_test(self) -> EpisodeDataset:
+        source = self.source("test")
+        if source is None:
+            raise ValueError("Testing needs a 'test' source.")
+        path = self.test_episode_list
+        if path is not None and path.exists():
+            episodes, meta = load_episodes(path)
+            self._check_meta(meta, source, path)
+        else:
+            episodes = make_test_episodes(
+                source, shot=self.shot, seed=self.test_seed, n=self.test_episodes
+            )
+            meta = {
+                "dataset": source.name,
+                "fold": source.fold,
+                "split": source.split,
+                "shot": self.shot,
+                "seed": self.test_seed,
+                "n": len(episodes),
+            }
+            if path is not None and self._rank_and_world()[0] == 0:
+                save_episodes(path, episodes, meta)
+        self.test_episode_meta = meta
+        return self._fixed_dataset(source, episodes, seed=int(meta["seed"]))
+
+    def _check_meta(self, meta: Mapping[str, Any], source: FewShotSource, path: Path) -> None:
+        expected = {
+            "dataset": source.name,
+            "fold": source.fold,
+            "split": source.split,
+            "shot": self.shot,
+        }
+        wrong = {k: (meta[k], v) for k, v in expected.items() if meta[k] != v}
+        if wrong:
+            raise ValueError(
+                f"Episode list {path} does not match this run (key: (file, run)): {wrong}. "
+                "Point `test_episode_list` at the list of this dataset, fold and shot."
+            )
+
+    def _fixed_dataset(
+        self, source: FewShotSource, episodes: list[Episode], *, seed: int
+    ) -> EpisodeDataset:
+        rank, world = self._rank_and_world()
+        indices = shard_indices(len(episodes), rank, world)
+        return EpisodeDataset(
+            source=source,
+            transform=self.transform,
+            annotation=self.annotation,
+            seed=seed,
+            episodes=[episodes[i] for i in indices],
+            episode_indices=list(indices),
+        )
+
+    def _loader(self, dataset: EpisodeDataset, sampler: Any = None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=collate_episodes,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            worker_init_fn=_init_worker if self.num_workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            self.setup("fit")
+        assert self.train_dataset is not None
+        rank, world = self._rank_and_world()
+        sampler = EpisodeIndexSampler(
+            num_episodes=len(self.train_dataset), rank=rank, world_size=world
+        )
+        return self._loader(self.train_dataset, sampler)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_dataset is None:
+            self.setup("validate")
+        # An empty list tells Lightning there is nothing to validate on.
+        return [] if self.val_dataset is None else self._loader(self.val_dataset)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.test_dataset is None:
+            self.setup("test")
+        assert self.test_dataset is not None
+        return self._loader(self.test_dataset)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

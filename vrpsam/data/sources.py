@@ -1,0 +1,80 @@
+"""Build a :class:`~vrpsam.data.base.FewShotSource` from a dataset name (CLI, DataModule, Hydra)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vrpsam.data.base import FewShotSource
+from vrpsam.data.coco import CocoSource
+from vrpsam.data.folds import all_classes, base_classes, check_fold, novel_classes
+from vrpsam.data.pascal import PascalSource
+
+
+def _pascal(root: str | Path, fold: int, split: str, **options: Any) -> FewShotSource:
+    return PascalSource(root=root, fold=fold, split=split, **options)
+
+
+def _coco(root: str | Path, fold: int, split: str, **options: Any) -> FewShotSource:
+    return CocoSource(root=root, fold=fold, split=split, **options)
+
+
+def _coco2pascal(
+    root: str | Path,
+    fold: int,
+    split: str,
+    *,
+    pascal_root: str | Path | None = None,
+    **options: Any,
+) -> FewShotSource:
+    """COCO→PASCAL: ``train``/``val`` from COCO (``root``) without the classes of the fold's PASCAL
+    test classes; ``test`` from PASCAL VOC val (``pascal_root``, or ``root`` when not given, so
+    that a test-only caller may pass the VOC folder as ``root``) with the re-partitioned classes.
+    ``options`` go to the split's reader (CocoSource for train/val, PascalSource for test)."""
+    check_fold(fold)
+    if split == "test":
+        return PascalSource(
+            root=pascal_root if pascal_root is not None else root,
+            fold=fold,
+            split="test",
+            novel=novel_classes("coco2pascal", fold),
+            lists="generate",  # the official lists belong to PASCAL-5i's partition, not this one
+            name="coco2pascal",
+            **options,
+        )
+    kept = set(base_classes("coco2pascal", fold))
+    withheld = tuple(c for c in all_classes("coco") if c not in kept)
+    return CocoSource(
+        root=root, fold=fold, split=split, novel=withheld, name="coco2pascal", **options
+    )
+
+
+SOURCE_BUILDERS: dict[str, Callable[..., FewShotSource]] = {
+    "pascal": _pascal,
+    "coco": _coco,
+    "coco2pascal": _coco2pascal,
+}
+"""Dataset name → ``builder(root, fold, split, **options)``."""
+
+
+def build_source(
+    dataset: str, root: str | Path, fold: int, split: str, **options: Any
+) -> FewShotSource:
+    """The ``split`` of ``fold`` of ``dataset``.
+
+    Args:
+        dataset: ``"pascal"``, ``"coco"`` or ``"coco2pascal"``.
+        root: the dataset folder (``data.root``): VOC2012 for ``pascal``, COCO for ``coco`` and for
+            ``coco2pascal`` (whose PASCAL test split reads ``pascal_root=``, else ``root``).
+        fold: 0..3.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        **options: keyword arguments of :class:`~vrpsam.data.pascal.PascalSource` or
+            :class:`~vrpsam.data.coco.CocoSource` (``min_pixels``, ``min_area``, ``lists``, ...).
+
+    Raises:
+        ValueError: an unknown dataset, a fold outside 0..3 or an unknown split.
+    """
+    if dataset not in SOURCE_BUILDERS:
+        raise ValueError(f"dataset must be one of {', '.join(SOURCE_BUILDERS)}, got {dataset!r}")
+    return SOURCE_BUILDERS[dataset](root, fold, split, **options)
