@@ -9,6 +9,7 @@ that loading it onto other frozen weights is refused instead of silently produci
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from vrpsam import __version__
@@ -126,6 +127,13 @@ def load_export(
             "export"
         )
     frozen = config.get("frozen_weights", {})
+    for kind in ("sam", "backbone"):
+        if frozen.get(kind) is None and (sam_checkpoint, backbone_checkpoint)[kind == "backbone"]:
+            warnings.warn(
+                f"export {export_dir} was trained on a random-weight {kind}; loading it onto a "
+                f"weight file gives a model that was never trained for it",
+                stacklevel=2,
+            )
     _check_frozen("SAM", frozen.get("sam"), sam_checkpoint, check_frozen_weights)
     _check_frozen("backbone", frozen.get("backbone"), backbone_checkpoint, check_frozen_weights)
     model = build_vrp_sam(

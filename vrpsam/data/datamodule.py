@@ -72,6 +72,9 @@ class FewShotDataModule(L.LightningDataModule):
         test_episode_list: path of the test episode list file.
         pin_memory: passed to the loaders.
         persistent_workers: keep workers between epochs (safe: keys carry the epoch).
+        val_split: ``"val"`` selects models on held-out base-class episodes; ``"test"`` restores
+            the official code's selection on the test episodes (a leak of the novel classes; only
+            for reproducing official numbers).
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class FewShotDataModule(L.LightningDataModule):
         test_episode_list: str | os.PathLike[str] | None = None,
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        val_split: str = "val",
     ) -> None:
         super().__init__()
         if sources is None and source_factory is None:
@@ -112,6 +116,9 @@ class FewShotDataModule(L.LightningDataModule):
         self.test_episode_list = None if test_episode_list is None else Path(test_episode_list)
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
+        if val_split not in ("val", "test"):
+            raise ValueError(f"val_split must be 'val' or 'test', got {val_split!r}")
+        self.val_split = val_split
         self.train_dataset: EpisodeDataset | None = None
         self.val_dataset: EpisodeDataset | None = None
         self.test_dataset: EpisodeDataset | None = None
@@ -165,6 +172,8 @@ class FewShotDataModule(L.LightningDataModule):
         )
 
     def _build_val(self) -> EpisodeDataset | None:
+        if self.val_split == "test":
+            return self._build_test()
         source = self.source("val")
         if source is None:
             return None
@@ -263,3 +272,29 @@ class FewShotDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+
+def build_datamodule(
+    *,
+    dataset: str,
+    root: str | os.PathLike[str],
+    fold: int,
+    source_options: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> FewShotDataModule:
+    """A :class:`FewShotDataModule` for one fold of a dataset by name (what Hydra configs build).
+
+    Args:
+        dataset: ``pascal``, ``coco`` or ``coco2pascal``.
+        root: the dataset folder (``data.root``).
+        fold: 0..3.
+        source_options: keyword arguments of the dataset's reader (see
+            :func:`vrpsam.data.sources.build_source`).
+        **kwargs: :class:`FewShotDataModule` arguments (shot, annotation, batch size, ...).
+    """
+    from vrpsam.data.folds import check_fold
+    from vrpsam.data.sources import SourceFactory
+
+    check_fold(fold)
+    factory = SourceFactory(dataset, str(root), int(fold), dict(source_options or {}))
+    return FewShotDataModule(source_factory=factory, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,16 @@ def build_source(
     if dataset not in SOURCE_BUILDERS:
         raise ValueError(f"dataset must be one of {', '.join(SOURCE_BUILDERS)}, got {dataset!r}")
     return SOURCE_BUILDERS[dataset](root, fold, split, **options)
+
+
+@dataclass(frozen=True)
+class SourceFactory:
+    """``factory(split)`` → the source of that split of one dataset fold (picklable)."""
+
+    dataset: str
+    root: str
+    fold: int
+    options: dict = field(default_factory=dict)
+
+    def __call__(self, split: str) -> FewShotSource:
+        return build_source(self.dataset, self.root, self.fold, split, **self.options)

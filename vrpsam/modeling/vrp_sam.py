@@ -105,57 +105,89 @@ class VRPSAM(nn.Module):
         self.mask_before_high = mask_before_high
         self.build_spec: dict = {}  # filled by build_vrp_sam; what an export needs to rebuild
 
+    @torch.no_grad()
+    def reference_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Annotation-independent reference features (mid, pre_high) of (N, 3, H, W) images."""
+        return self.backbone.mid(images)
+
+    @torch.no_grad()
+    def target_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target features (mid, high) of (N, 3, H, W) images; they depend on nothing else."""
+        mid, pre_high = self.backbone.mid(images)
+        return mid, self.backbone.high(pre_high)
+
     def reference_state(
-        self, reference_images: torch.Tensor, reference_masks: torch.Tensor
+        self,
+        reference_images: torch.Tensor | None,
+        reference_masks: torch.Tensor,
+        *,
+        features: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> ReferenceState:
         """The reference side, computed once per reference set.
 
         Args:
-            reference_images: (B, k, 3, H, W) ImageNet-normalised (already validated).
+            reference_images: (B, k, 3, H, W) ImageNet-normalised (already validated); may be
+                None when ``features`` are given.
             reference_masks: (B, k, H, W) binary float.
+            features: precomputed :meth:`reference_features` of the B·k images (feature cache).
 
         Returns:
             a :class:`ReferenceState` of batch B·k (shot-major within each sample).
         """
-        images = reference_images.flatten(0, 1)
         masks = reference_masks.flatten(0, 1).unsqueeze(1)
+        if features is None:
+            features = self.reference_features(reference_images.flatten(0, 1))
+        mid, pre_high = (f.to(masks.dtype) for f in features)
         with torch.no_grad():
-            mid, pre_high = self.backbone.mid(images)
             grid_mask = downsample_mask(masks, mid.shape[-2:], self.switches.mask_downsample)
             high_mask = grid_mask
             if pre_high.shape[-2:] != mid.shape[-2:]:
                 high_mask = downsample_mask(
                     masks, pre_high.shape[-2:], self.switches.mask_downsample
                 )
+            # The reference's high features depend on its mask (PFENet's trick), so they are
+            # computed per episode even when everything else comes from a cache.
             use_mask = self.mask_before_high and self.backbone.masks_before_high
             high = self.backbone.high(pre_high, high_mask if use_mask else None)
         return self.encoder.encode_reference(mid, high, grid_mask)
 
     def prompts_from_reference(
-        self, reference: ReferenceState, target_images: torch.Tensor, shots: int
+        self,
+        reference: ReferenceState,
+        target_images: torch.Tensor | None,
+        shots: int,
+        *,
+        features: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Target side: (B, 3, H, W) targets + a B·k reference state → (B, k·Q, C) prompts."""
-        with torch.no_grad():
-            mid, pre_high = self.backbone.mid(target_images)
-            high = self.backbone.high(pre_high)
+        """Target side: targets (B, 3, H, W) (or their precomputed :meth:`target_features`) and a
+        B·k reference state → (B, k·Q, C) prompts."""
+        if features is None:
+            features = self.target_features(target_images)
+        mid, high = (f.to(reference.tokens.dtype) for f in features)
+        batch = mid.shape[0]
         if shots > 1:
             mid, high = mid.repeat_interleave(shots, 0), high.repeat_interleave(shots, 0)
         prompts = self.encoder.encode_target(reference, mid, high)  # (B·k, Q, C)
-        return prompts.reshape(target_images.shape[0], shots * prompts.shape[1], prompts.shape[2])
+        return prompts.reshape(batch, shots * prompts.shape[1], prompts.shape[2])
 
     def prompt_embeddings(
         self,
         target_images: torch.Tensor,
         reference_images: torch.Tensor,
         reference_masks: torch.Tensor,
+        *,
+        target_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+        reference_features: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """SAM prompt embeddings (B, k·Q, C) for targets (B, 3, H, W), references (B, k, 3, H, W)
-        and reference annotation masks (B, k, H, W) in {0, 1}."""
+        and reference annotation masks (B, k, H, W) in {0, 1}; features as in
+        :meth:`reference_state` / :meth:`prompts_from_reference`."""
         reference_images, reference_masks = check_inputs(
             target_images, reference_images, reference_masks
         )
-        state = self.reference_state(reference_images, reference_masks)
-        return self.prompts_from_reference(state, target_images, reference_images.shape[1])
+        state = self.reference_state(reference_images, reference_masks, features=reference_features)
+        shots = reference_images.shape[1]
+        return self.prompts_from_reference(state, target_images, shots, features=target_features)
 
     def decode(
         self,
@@ -183,6 +215,8 @@ class VRPSAM(nn.Module):
         *,
         target_sizes: torch.Tensor | None = None,
         image_embeddings: torch.Tensor | None = None,
+        target_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+        reference_features: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Mask logits (B, 1, H, W) of the referenced class in each target.
 
@@ -193,8 +227,16 @@ class VRPSAM(nn.Module):
             target_sizes: optional (B, 2) original (H, W) of the targets, so SAM's
                 resize-longest-side sees the true aspect ratio.
             image_embeddings: optional precomputed SAM image embeddings (B, C, h, w) (cache).
+            target_features, reference_features: optional precomputed frozen backbone features
+                (see :meth:`target_features`, :meth:`reference_features`).
         """
-        prompts = self.prompt_embeddings(target_images, reference_images, reference_masks)
+        prompts = self.prompt_embeddings(
+            target_images,
+            reference_images,
+            reference_masks,
+            target_features=target_features,
+            reference_features=reference_features,
+        )
         return self.decode(
             prompts, target_images, target_sizes=target_sizes, image_embeddings=image_embeddings
         )

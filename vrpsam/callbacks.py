@@ -1,0 +1,98 @@
+"""Run reports that do not depend on the chosen logger: ``metrics.json`` and a training curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from vrpsam.fileio import atomic_write, atomic_write_json
+from vrpsam.reports import plot_training_curve
+
+
+class RunReport(L.Callback):
+    """Collects the training loss and validation metrics, and writes on rank 0:
+
+    * ``metrics.json``: best and last validation mIoU/FB-IoU, the history, test metrics when a
+      test ran, the best checkpoint path;
+    * ``training_curve.png``: training loss and validation mIoU against the step.
+
+    The history is part of the callback's checkpoint state, so a resumed run keeps it.
+    """
+
+    def __init__(self, *, out_dir: str | Path, loss_every: int = 10) -> None:
+        self.out_dir = Path(out_dir)
+        self.loss_every = loss_every
+        self.losses: list[tuple[int, float]] = []
+        self.validation: list[dict[str, float]] = []
+        self.test: dict[str, Any] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"losses": self.losses, "validation": self.validation}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Restore only into a fresh callback (a resumed run); trainer.test(ckpt_path="best") also
+        # restores callback states, and must not roll the history back to the best epoch.
+        if self.losses or self.validation:
+            return
+        self.losses = [tuple(x) for x in state_dict.get("losses", [])]
+        self.validation = list(state_dict.get("validation", []))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if outputs is not None and (step % self.loss_every == 0 or step == 1):
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self.losses.append((step, float(loss.detach())))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # Not on_validation_epoch_end: callbacks run before the module's hook that logs val/miou.
+        if trainer.sanity_checking or "val/miou" not in trainer.callback_metrics:
+            return
+        metrics = trainer.callback_metrics
+        self.validation.append(
+            {
+                "epoch": trainer.current_epoch,
+                "step": trainer.global_step,
+                "miou": float(metrics["val/miou"]),
+                "fbiou": float(metrics.get("val/fbiou", float("nan"))),
+            }
+        )
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.write(trainer)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self.test = dict(pl_module.results.get("test", {}))
+        self.write(trainer)
+
+    def summary(self, trainer) -> dict[str, Any]:
+        best = max(self.validation, key=lambda r: r["miou"], default=None)
+        checkpoint = getattr(trainer, "checkpoint_callback", None)
+        return {
+            "steps": trainer.global_step,
+            "epochs": trainer.current_epoch,
+            "val_best": best,
+            "val_last": self.validation[-1] if self.validation else None,
+            "val_history": self.validation,
+            "test": self.test or None,  # percent; per_class_iou in class_ids order
+            "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
+            "last_checkpoint": _existing(
+                Path(getattr(checkpoint, "dirpath", "") or "."), "last.ckpt"
+            ),
+        }
+
+    def write(self, trainer) -> None:
+        if trainer.global_rank != 0:
+            return
+        atomic_write_json(self.out_dir / "metrics.json", self.summary(trainer), indent=2)
+        if self.losses:
+            atomic_write(
+                self.out_dir / "training_curve.png",
+                lambda tmp: plot_training_curve(self.losses, self.validation, tmp),
+            )
+
+
+def _existing(folder: Path, name: str) -> str | None:
+    path = folder / name
+    return str(path) if path.is_file() else None

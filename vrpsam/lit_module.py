@@ -1,0 +1,239 @@
+"""Lightning training and evaluation of VRP-SAM.
+
+Only the VRP encoder learns: the optimizer sees its parameters only, the frozen parts stay in eval
+mode, and checkpoints hold the learnable weights plus optimizer/scheduler state (and the RNG state,
+so that a resumed run continues exactly as an uninterrupted one) — never the frozen SAM or backbone
+tensors, which come from their own files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from vrpsam.feature_store import FrozenFeatureStore
+from vrpsam.losses import bce_dice_loss
+from vrpsam.metrics import FewShotIoU
+from vrpsam.modeling.vrp_sam import VRPSAM
+
+FROZEN_PREFIXES = ("model.backbone.", "model.sam.")
+CHECKPOINT_FORMAT = 1
+
+
+class VRPSAMModule(L.LightningModule):
+    """Episodic training of the VRP encoder; val/test mIoU and FB-IoU over the fold's classes.
+
+    Args:
+        model: a VRP-SAM model from :func:`vrpsam.build_vrp_sam`.
+        optimizer: partial optimizer (called with the trainable parameters); None to evaluate.
+        scheduler: partial LR scheduler (called with the optimizer and ``T_max`` = total steps),
+            stepped every iteration; None for a constant LR.
+        loss_ignore_index: label ignored by the loss (None: the official code's behaviour).
+        score_original_size: score predictions at each target's original size.
+        cache_features: keep frozen features in memory by image id ("all", "sam" or "none").
+        run_info: what the run trains on (dataset, fold, shot, frozen weight paths, ...); stored
+            in checkpoints so that exports and evaluations know it.
+        num_overlays: test episodes kept (on rank 0) for the overlay figure.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: VRPSAM,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        loss_ignore_index: int | None = 255,
+        score_original_size: bool = True,
+        cache_features: str = "none",
+        run_info: dict | None = None,
+        num_overlays: int = 6,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.loss_ignore_index = loss_ignore_index
+        self.score_original_size = score_original_size
+        if cache_features not in ("all", "sam", "none"):
+            raise ValueError(f"cache_features must be all, sam or none; got {cache_features!r}")
+        self.store = None
+        if cache_features != "none":
+            self.store = FrozenFeatureStore(model, backbone=cache_features == "all", sam=True)
+        self.run_info = dict(run_info or {})
+        self.num_overlays = num_overlays
+        self.overlays: list[dict[str, torch.Tensor]] = []
+        self.metrics: dict[str, FewShotIoU] = {}
+        self.results: dict[str, dict] = {}  # last computed metrics per stage (percent)
+
+    # --- forward ---------------------------------------------------------------------------
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Mask logits (B, 1, S, S) for a collated episode batch."""
+        targets, references = batch["target_image"], batch["reference_images"]
+        # Original sizes let SAM's resize-longest-side see each target's true aspect ratio.
+        sizes = batch["target_size"]
+        extra: dict[str, Any] = {}
+        if self.store is not None:
+            target_features, embeddings = self.store.target(batch["target_id"], targets, sizes)
+            reference_ids = [i for ids in batch["reference_ids"] for i in ids]
+            reference_features = self.store.reference(reference_ids, references.flatten(0, 1))
+            extra = {
+                "target_features": target_features,
+                "reference_features": reference_features,
+                "image_embeddings": embeddings,
+            }
+        return self.model(
+            targets, references, batch["reference_masks"], target_sizes=sizes, **extra
+        )
+
+    # --- training ----------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        losses = bce_dice_loss(
+            self(batch), batch["target_mask"], ignore_index=self.loss_ignore_index
+        )
+        batch_size = batch["target_image"].shape[0]
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=batch_size)
+        return losses["loss"]
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("this module was built for evaluation (no optimizer)")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = self.scheduler_factory(optimizer, T_max=total)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # --- evaluation --------------------------------------------------------------------------
+
+    def _metric(self, stage: str) -> FewShotIoU:
+        if stage not in self.metrics:
+            datamodule = self.trainer.datamodule
+            split = getattr(datamodule, "val_split", "val") if stage == "val" else "test"
+            source = datamodule.source(split)
+            self.metrics[stage] = FewShotIoU(class_ids=source.classes).to(self.device)
+        return self.metrics[stage]
+
+    def predictions(self, batch: dict[str, Any], logits: torch.Tensor):
+        """Binary predictions and targets to score: at original size or at the network's size."""
+        if not self.score_original_size:
+            return list(logits[:, 0] > 0), list(batch["target_mask"])
+        predictions = []
+        for logit, target in zip(logits, batch["target_mask_original"], strict=True):
+            full = F.interpolate(
+                logit[None].float(), size=target.shape, mode="bilinear", align_corners=False
+            )
+            predictions.append(full[0, 0] > 0)
+        return predictions, list(batch["target_mask_original"])
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
+        logits = self(batch)
+        predictions, targets = self.predictions(batch, logits)
+        self._metric(stage).update(predictions, targets, batch["class_id"].tolist())
+        if stage == "test" and self.global_rank == 0 and len(self.overlays) < self.num_overlays:
+            for i in range(min(len(predictions), self.num_overlays - len(self.overlays))):
+                self.overlays.append(
+                    {
+                        "reference_image": batch["reference_images"][i, 0].cpu(),
+                        "reference_mask": batch["reference_masks"][i, 0].cpu(),
+                        "target_image": batch["target_image"][i].cpu(),
+                        "target_mask": batch["target_mask"][i].cpu(),
+                        "prediction": (logits[i, 0] > 0).cpu(),
+                        "class_id": int(batch["class_id"][i]),
+                    }
+                )
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _log_metric(self, stage: str) -> None:
+        if stage not in self.metrics:
+            return
+        raw = self.metrics[stage].compute()  # sums were reduced across processes first
+        # Percent, as the literature reports them.
+        result = {
+            "miou": 100 * float(raw["miou"]),
+            "fbiou": 100 * float(raw["fbiou"]),
+            # NaN (a class without episodes) becomes None, so reports stay valid JSON.
+            "per_class_iou": [None if v != v else v for v in (100 * raw["per_class_iou"]).tolist()],
+            "class_ids": self.metrics[stage].class_ids,
+            "episodes": int(raw["episodes"]),
+        }
+        self.log(f"{stage}/miou", result["miou"], prog_bar=True)
+        self.log(f"{stage}/fbiou", result["fbiou"])
+        self.results[stage] = result
+        self.metrics[stage].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metric("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.overlays = []
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metric("test")
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(FROZEN_PREFIXES)]:
+            del state[key]
+        checkpoint["vrpsam"] = {
+            "format": CHECKPOINT_FORMAT,
+            "build_spec": self.model.build_spec,
+            "run_info": self.run_info,
+            "rng": {"torch": torch.get_rng_state()},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.get("vrpsam")
+        if info is None:
+            raise ValueError("not a vrpsam training checkpoint (no 'vrpsam' section)")
+        check_same_architecture(info["build_spec"], self.model.build_spec, "checkpoint")
+        # Frozen tensors are not stored: take them from the model built around the given files.
+        for key, value in self.state_dict().items():
+            if key.startswith(FROZEN_PREFIXES):
+                checkpoint["state_dict"][key] = value
+        if "rng" in info:
+            torch.set_rng_state(info["rng"]["torch"])
+
+
+def check_same_architecture(saved: dict, current: dict, what: str) -> None:
+    """Refuse weights saved from another architecture, naming the differences."""
+    keys = (
+        "backbone",
+        "sam",
+        "num_queries",
+        "num_heads",
+        "num_layers",
+        "backbone_kwargs",
+        "sam_kwargs",
+    )
+    diffs = [
+        f"{k}: {saved.get(k)!r} (saved) vs {current.get(k)!r} (config)"
+        for k in keys
+        if saved.get(k) != current.get(k)
+    ]
+    if diffs:
+        raise ValueError(
+            f"the {what} was trained with another model than the config builds: "
+            + "; ".join(diffs)
+            + f". Select the matching model (e.g. model/backbone={saved.get('backbone')} "
+            f"model/sam={saved.get('sam')}, or the experiment it was trained with)."
+        )
