@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 
 from vrpsam.fileio import atomic_write, atomic_write_json
-from vrpsam.reports import plot_training_curve
+from vrpsam.reports import plot_overlays, plot_training_curve
 
 
 class RunReport(L.Callback):
@@ -27,6 +28,8 @@ class RunReport(L.Callback):
         self.losses: list[tuple[int, float]] = []
         self.validation: list[dict[str, float]] = []
         self.test: dict[str, Any] = {}
+        self.test_before: dict[str, Any] = {}
+        self.phase = "after"  # set to "before" by a test of the untrained model
 
     def state_dict(self) -> dict[str, Any]:
         return {"losses": self.losses, "validation": self.validation}
@@ -63,7 +66,16 @@ class RunReport(L.Callback):
         self.write(trainer)
 
     def on_test_end(self, trainer, pl_module) -> None:
-        self.test = dict(pl_module.results.get("test", {}))
+        results = dict(pl_module.results.get("test", {}))
+        if self.phase == "before":
+            self.test_before = results
+        else:
+            self.test = results
+            if trainer.global_rank == 0 and pl_module.overlays:
+                atomic_write(
+                    self.out_dir / "overlays.png",
+                    lambda tmp: plot_overlays(pl_module.overlays, tmp),
+                )
         self.write(trainer)
 
     def summary(self, trainer) -> dict[str, Any]:
@@ -75,6 +87,7 @@ class RunReport(L.Callback):
             "val_best": best,
             "val_last": self.validation[-1] if self.validation else None,
             "val_history": self.validation,
+            "test_before_training": self.test_before or None,
             "test": self.test or None,  # percent; per_class_iou in class_ids order
             "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
             "last_checkpoint": _existing(
@@ -85,7 +98,15 @@ class RunReport(L.Callback):
     def write(self, trainer) -> None:
         if trainer.global_rank != 0:
             return
-        atomic_write_json(self.out_dir / "metrics.json", self.summary(trainer), indent=2)
+        path = self.out_dir / "metrics.json"
+        summary = self.summary(trainer)
+        if path.is_file() and not summary["test_before_training"]:
+            # Spawned processes (ddp_spawn) start each trainer call from a fresh copy of this
+            # callback: keep what an earlier call wrote.
+            summary["test_before_training"] = json.loads(path.read_text()).get(
+                "test_before_training"
+            )
+        atomic_write_json(path, summary, indent=2)
         if self.losses:
             atomic_write(
                 self.out_dir / "training_curve.png",
@@ -96,3 +117,17 @@ class RunReport(L.Callback):
 def _existing(folder: Path, name: str) -> str | None:
     path = folder / name
     return str(path) if path.is_file() else None
+
+
+class StopAfterEpochs(L.Callback):
+    """End training after ``epochs`` epochs of this process, keeping the full schedule: for job
+    time limits (train in slices, each resuming with ``ckpt_path=last``) and for resume tests."""
+
+    def __init__(self, *, epochs: int) -> None:
+        self.epochs = epochs
+        self.seen = 0
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seen += 1
+        if self.seen >= self.epochs:
+            trainer.should_stop = True

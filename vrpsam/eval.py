@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import lightning as L
 from omegaconf import DictConfig, ListConfig
 
 from vrpsam.checkpoints import load_trained_model
+from vrpsam.data.folds import check_fold
 from vrpsam.fileio import atomic_write, atomic_write_json, atomic_write_text
 from vrpsam.lit_module import VRPSAMModule
 from vrpsam.reports import eval_markdown, plot_overlays
@@ -55,9 +57,14 @@ def build_method(cfg: DictConfig):
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(METHODS)}")
     if not cfg.get("ckpt_path") and not cfg.get("export_dir"):
-        raise ValueError(
-            "vrpsam-eval needs ckpt_path=... (a training checkpoint) or export_dir=..."
-        )
+        if cfg.model.get("backbone") is None or cfg.model.get("sam") is None:
+            raise ValueError(
+                "vrpsam-eval needs ckpt_path=... (a training checkpoint) or export_dir=..., or a "
+                "model from the config (experiment=... or model.backbone=... model.sam=...) to "
+                "evaluate untrained"
+            )
+        warnings.warn("no ckpt_path/export_dir: evaluating an untrained VRP encoder", stacklevel=2)
+        return hydra.utils.instantiate(cfg.model).eval(), {"untrained": True}
     expect = {"backbone": cfg.model.get("backbone"), "sam": cfg.model.get("sam")}
     return load_trained_model(
         ckpt_path=cfg.get("ckpt_path"),
@@ -107,6 +114,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate as the config says and write the reports; returns the ``eval.json`` content."""
     import torch
 
+    check_fold(cfg.data.fold)
     out = Path(cfg.paths.run_dir)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)

@@ -47,32 +47,27 @@ class FrozenFeatureStore:
         return sum(t.numel() * t.element_size() for e in self.entries.values() for t in e.values())
 
     def _fill(self, ids: Sequence[str], images: torch.Tensor, keys: tuple[str, ...], sizes=None):
-        """Compute ``keys`` for the ids that lack them (one batched pass) and store them."""
-        todo = [
-            i
-            for i, image_id in enumerate(ids)
-            if not all(k in self.entries.get(image_id, {}) for k in keys)
-        ]
-        if not todo:
-            return
-        index = torch.tensor(todo, device=images.device)
-        batch = images.index_select(0, index)
-        with torch.no_grad():
-            computed: dict[str, torch.Tensor] = {}
-            if "mid" in keys or "high" in keys:
-                mid, pre_high = self.model.backbone.mid(batch)
-                computed["mid"], computed["pre_high"] = mid, pre_high
-                if "high" in keys:
-                    computed["high"] = self.model.backbone.high(pre_high)
-            if "sam" in keys:
-                batch_sizes = (
-                    None if sizes is None else sizes.index_select(0, index.to(sizes.device))
-                )
-                computed["sam"] = self.model.sam.encode(batch, batch_sizes)
-        for row, i in enumerate(todo):
-            entry = self.entries.setdefault(ids[i], {})
+        """Compute ``keys`` for the ids that lack them and store them.
+
+        One image at a time, so that what is stored never depends on which images happened to
+        share a batch (a convolution's last bits can); each image is computed once anyway.
+        """
+        for i, image_id in enumerate(ids):
+            entry = self.entries.setdefault(image_id, {})
+            if all(k in entry for k in keys):
+                continue
+            image = images[i : i + 1]
+            with torch.no_grad():
+                computed: dict[str, torch.Tensor] = {}
+                if "mid" in keys or "high" in keys:
+                    computed["mid"], computed["pre_high"] = self.model.backbone.mid(image)
+                    if "high" in keys:
+                        computed["high"] = self.model.backbone.high(computed["pre_high"])
+                if "sam" in keys:
+                    size = None if sizes is None else sizes[i : i + 1]
+                    computed["sam"] = self.model.sam.encode(image, size)
             for key, value in computed.items():
-                entry.setdefault(key, value[row].detach().to("cpu", self.dtype))
+                entry.setdefault(key, value[0].detach().to("cpu", self.dtype))
 
     def _stack(self, ids: Sequence[str], key: str, device) -> torch.Tensor:
         return torch.stack([self.entries[i][key] for i in ids]).to(device, torch.float32)

@@ -26,8 +26,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except PermissionError as err:
-        raise PermissionError(f"cannot write to {path.parent}: choose a writable folder") from err
+    except OSError as err:  # not writable, read-only file system, a file in the way, ...
+        raise PermissionError(
+            f"cannot write to {path.parent} ({err.strerror or err}): choose a writable folder"
+        ) from err
     try:
         write(tmp)
         os.replace(tmp, path)

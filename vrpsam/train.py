@@ -18,6 +18,8 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from vrpsam.callbacks import RunReport
+from vrpsam.data.folds import check_fold
 from vrpsam.lit_module import VRPSAMModule
 from vrpsam.runtime import episode_list_path, per_process_batch, world_size
 
@@ -49,7 +51,18 @@ def build_module(cfg: DictConfig, model) -> VRPSAMModule:
 
 
 def instantiate_loggers(cfg: DictConfig) -> list:
-    return [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    from hydra.errors import InstantiationException
+
+    loggers = []
+    for node in (cfg.get("logger") or {}).values():
+        try:
+            loggers.append(hydra.utils.instantiate(node))
+        except InstantiationException as err:
+            # A missing optional package: show our sentence, not Hydra's wrapper.
+            if isinstance(err.__cause__, ImportError):
+                raise err.__cause__ from None
+            raise
+    return loggers
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -59,6 +72,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         ValueError: a total batch size that the number of processes cannot split, a fold out of
             range, a checkpoint of another architecture, ...
     """
+    check_fold(cfg.data.fold)  # before anything is built, so the message is not wrapped
     L.seed_everything(cfg.seed, workers=True)
     processes = world_size(cfg.trainer)
     batch = per_process_batch(cfg.total_batch_size, processes)
@@ -79,6 +93,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=instantiate_loggers(cfg)
     )
+    report = next((c for c in callbacks if isinstance(c, RunReport)), None)
+    if cfg.get("test_before_training") and not cfg.get("ckpt_path"):
+        if report is not None:
+            report.phase = "before"
+        trainer.test(module, datamodule=datamodule)
+        if report is not None:
+            report.phase = "after"
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     if cfg.get("test_after_training"):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")

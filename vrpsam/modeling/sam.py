@@ -122,6 +122,53 @@ def identify_sam_variant(state: dict) -> str:
     return _VARIANT_SHAPES.get(dims, f"unknown (embed dim {dims[0]}, depth {dims[1]})")
 
 
+def decode_batch(
+    sam: nn.Module,
+    image_embeddings: torch.Tensor,
+    sparse_prompts: torch.Tensor,
+    dense_prompts: torch.Tensor,
+    *,
+    multimask_output: bool = False,
+    all_outputs: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's mask decoding with one prompt set per image (no B×B pairing; see the module doc).
+
+    Args:
+        sam: a ``segment_anything.modeling.Sam`` (frozen or not: gradients flow as usual).
+        image_embeddings: (B, C, h, w).
+        sparse_prompts: (B, N, C).
+        dense_prompts: (B, C, h, w).
+        multimask_output: return the 3 multimask outputs instead of the single one.
+        all_outputs: return all 4 outputs (single first, then the 3 multimask ones), for training.
+
+    Returns:
+        low-res mask logits (B, M, 4h, 4w) and predicted IoU (B, M), M = 3, 1 (or 4).
+    """
+    decoder = sam.mask_decoder
+    batch = image_embeddings.shape[0]
+    if sparse_prompts.shape[0] != batch:
+        raise ValueError(f"{sparse_prompts.shape[0]} prompt sets for {batch} images")
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat(
+        [output_tokens.expand(batch, -1, -1).to(sparse_prompts.dtype), sparse_prompts], dim=1
+    )
+    src = image_embeddings + dense_prompts
+    pos = sam.prompt_encoder.get_dense_pe().expand(batch, -1, -1, -1)
+    hs, src = decoder.transformer(src, pos, tokens)
+    b, c, h, w = image_embeddings.shape
+    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    mask_tokens = hs[:, 1 : 1 + decoder.num_mask_tokens]
+    hyper_in = torch.stack(
+        [mlp(mask_tokens[:, i]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1
+    )
+    masks = (hyper_in @ upscaled.flatten(2)).view(b, -1, *upscaled.shape[-2:])
+    iou = decoder.iou_prediction_head(hs[:, 0])
+    if all_outputs:
+        return masks, iou
+    chosen = slice(1, None) if multimask_output else slice(0, 1)
+    return masks[:, chosen], iou[:, chosen]
+
+
 class FrozenSam(nn.Module):
     """A frozen SAM with batched decoding of VRP prompt embeddings.
 
@@ -233,30 +280,15 @@ class FrozenSam(nn.Module):
         Returns:
             low-res mask logits (B, M, 4h, 4w) and predicted IoU (B, M), M = 3 or 1.
         """
-        decoder = self.sam.mask_decoder
-        batch = image_embeddings.shape[0]
-        if sparse_prompts.shape[0] != batch:
-            raise ValueError(f"{sparse_prompts.shape[0]} prompt sets for {batch} images")
         if dense_prompts is None:
-            dense_prompts = self.dense_prompt(batch)
-        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-        tokens = torch.cat(
-            [output_tokens.expand(batch, -1, -1).to(sparse_prompts.dtype), sparse_prompts], dim=1
+            dense_prompts = self.dense_prompt(image_embeddings.shape[0])
+        return decode_batch(
+            self.sam,
+            image_embeddings,
+            sparse_prompts,
+            dense_prompts,
+            multimask_output=multimask_output,
         )
-        src = image_embeddings + dense_prompts
-        pos = self.sam.prompt_encoder.get_dense_pe().expand(batch, -1, -1, -1)
-        hs, src = decoder.transformer(src, pos, tokens)
-        b, c, h, w = image_embeddings.shape
-        upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-        mask_tokens = hs[:, 1 : 1 + decoder.num_mask_tokens]
-        hyper_in = torch.stack(
-            [mlp(mask_tokens[:, i]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
-            dim=1,
-        )
-        masks = (hyper_in @ upscaled.flatten(2)).view(b, -1, *upscaled.shape[-2:])
-        iou = decoder.iou_prediction_head(hs[:, 0])
-        chosen = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, chosen], iou[:, chosen]
 
     def postprocess(
         self,

@@ -1,0 +1,53 @@
+"""Composing the real Hydra configs with small settings, for tests of the entry points."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from vrpsam.train import CONFIG_PATH
+
+# The demo experiment, shrunk: a few episodes, one epoch, no progress bars.
+SMALL = [
+    "experiment=demo",
+    "data.train_episodes_per_epoch=16",
+    "data.val_episodes=8",
+    "data.test_episodes=8",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+]
+TINY_SAM = {"image_size": 128, "patch_size": 8, "window_size": 8}
+
+
+@pytest.fixture(scope="session")
+def compose_cfg(synthetic_voc_root: Path):
+    """``compose_cfg(name, out_dir, *overrides, run="run")``: a config writing under out_dir."""
+
+    def make(name: str, out_dir: Path, *overrides: str, run: str = "run"):
+        base = [f"paths.output_dir={out_dir}", f"paths.run_dir={out_dir / run}"]
+        if name in ("train", "eval"):
+            base += [*SMALL, f"data.root={synthetic_voc_root}"]
+        with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+            return compose(config_name=name, overrides=[*base, *overrides])
+
+    return make
+
+
+@pytest.fixture
+def make_cfg(compose_cfg, tmp_path: Path):
+    """``make_cfg(name, *overrides, run="run")`` under this test's tmp_path."""
+    return lambda name, *overrides, run="run": compose_cfg(name, tmp_path, *overrides, run=run)
+
+
+@pytest.fixture(scope="session")
+def frozen_files(tmp_path_factory):
+    """SAM and backbone weight files of the demo's tiny models (random weights, saved once)."""
+    from vrpsam import build_vrp_sam
+
+    folder = tmp_path_factory.mktemp("frozen")
+    donor = build_vrp_sam(backbone="resnet18", sam="tiny", sam_kwargs=TINY_SAM)
+    sam_file, backbone_file = folder / "sam_tiny.pth", folder / "resnet18.pth"
+    torch.save(donor.sam.sam.state_dict(), sam_file)
+    torch.save(donor.backbone.body.state_dict(), backbone_file)
+    return sam_file, backbone_file

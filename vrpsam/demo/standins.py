@@ -1,0 +1,239 @@
+"""Stand-ins for the released weights, fitted on a fold's *base-class* training images.
+
+No SAM checkpoint or ImageNet backbone can be downloaded on the machines the demo targets, and a
+VRP encoder on top of random frozen parts learns nothing (the VRP encoder collapses to background).
+So the demo fits small replacements first, each saved in the format of the real files and loaded
+through the normal ``sam_checkpoint`` / ``backbone_checkpoint`` paths:
+
+* a tiny SAM (segment-anything's classes) trained class-agnostically: given a point or a box on an
+  object, segment that object; given a *content token* (the mean of its own image embedding over a
+  region), segment the region that looks like it. Real SAM answers such semantic tokens after its
+  web-scale training; a tiny SAM trained on a few hundred images only does when taught, and
+  without it the VRP encoder has nothing it can learn to steer.
+* a ResNet-18 trained for semantic segmentation of the base classes (the role ImageNet
+  pre-training plays for the real backbone): its features feed the VRP encoder and pseudo-mask.
+
+Novel classes are never seen: both are fitted on the training split of the fold, whose images hold
+no novel-class pixel (BAM's filter). These are toy models fitted on synthetic data; numbers obtained
+with them say nothing about the paper's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vrpsam.data.base import IGNORE_INDEX
+from vrpsam.data.transforms import ResizeNormalize
+from vrpsam.losses import bce_dice_loss
+from vrpsam.modeling.sam import build_tiny_sam, decode_batch
+
+
+@dataclass
+class TrainingImages:
+    """A split's images in memory at the training size.
+
+    Attributes:
+        images: (N, 3, S, S) ImageNet-normalised.
+        labels: (N, S, S) uint8 class maps restricted to ``classes`` (others → 0, 255 kept).
+        classes: the class ids present.
+    """
+
+    images: torch.Tensor
+    labels: np.ndarray
+    classes: tuple[int, ...]
+
+
+def load_training_images(source, size: int) -> TrainingImages:
+    """Every image of a PASCAL-format source's split, resized to ``size`` (labels: nearest)."""
+    transform = ResizeNormalize(size=size)
+    ids = sorted({i for ids in source.image_ids_by_class().values() for i in ids})
+    images, labels = [], []
+    allowed = np.zeros(256, dtype=np.uint8)
+    allowed[list(source.classes)] = list(source.classes)
+    allowed[IGNORE_INDEX] = IGNORE_INDEX
+    for image_id in ids:
+        images.append(transform.image(source.load_image(image_id)))
+        labels.append(allowed[transform.mask_array(source.load_label(image_id))])
+    return TrainingImages(torch.stack(images), np.stack(labels), tuple(source.classes))
+
+
+# --- tiny SAM ------------------------------------------------------------------------------------
+
+
+def _sample_prompt_targets(label: np.ndarray, rng: np.random.Generator):
+    """A random object of a random class: (component mask, class mask), or None if none."""
+    present = [c for c in np.unique(label) if c not in (0, IGNORE_INDEX)]
+    if not present:
+        return None
+    class_mask = (label == rng.choice(present)).astype(np.uint8)
+    _, components = cv2.connectedComponents(class_mask)
+    sizes = np.bincount(components.ravel())[1:]
+    pick = 1 + int(rng.choice(np.flatnonzero(sizes >= max(sizes.max() // 8, 1))))
+    return (components == pick).astype(np.uint8), class_mask
+
+
+def _prompt_batch(sam, embeddings, targets, kind: str, rng: np.random.Generator):
+    """Sparse prompts (B, N, C) of one kind for the chosen targets (B, S, S) {0,1}."""
+    encoder = sam.prompt_encoder
+    if kind == "content":
+        weights = F.adaptive_avg_pool2d(targets[:, None].float(), embeddings.shape[-2:])
+        token = (embeddings * weights).sum((2, 3)) / weights.sum((2, 3)).clamp_min(1e-6)
+        return token[:, None]
+    coords = []
+    for mask in targets.numpy():
+        ys, xs = np.nonzero(mask)
+        if kind == "point":
+            i = rng.integers(len(xs))
+            coords.append([[xs[i] + 0.5, ys[i] + 0.5]])
+        else:
+            jitter = rng.normal(0, 0.05 * mask.shape[0], size=4)
+            coords.append(
+                [
+                    xs.min() + jitter[0],
+                    ys.min() + jitter[1],
+                    xs.max() + jitter[2],
+                    ys.max() + jitter[3],
+                ]
+            )
+    coords = torch.tensor(np.asarray(coords), dtype=torch.float32)
+    if kind == "point":
+        sparse, _ = encoder(points=(coords, torch.ones(len(coords), 1)), boxes=None, masks=None)
+    else:
+        sparse, _ = encoder(points=None, boxes=coords, masks=None)
+    return sparse
+
+
+def fit_standin_sam(
+    data: TrainingImages,
+    *,
+    steps: int = 600,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    log_every: int = 100,
+    **sam_sizes,
+) -> tuple[nn.Module, list[float]]:
+    """Train a tiny SAM class-agnostically; returns (the Sam, loss history).
+
+    Each step uses one prompt kind, cycling point → box → content: points and boxes target one
+    object (a connected component), a content token targets every pixel of its class.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    size = data.images.shape[-1]
+    sam = build_tiny_sam(image_size=size, **sam_sizes)
+    optimizer = torch.optim.AdamW(sam.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
+    )
+    history = []
+    for step in range(steps):
+        kind = ("point", "box", "content")[step % 3]
+        rows, targets = [], []
+        while len(rows) < batch_size:
+            i = int(rng.integers(len(data.images)))
+            picked = _sample_prompt_targets(data.labels[i], rng)
+            if picked is not None:
+                rows.append(i)
+                targets.append(picked[1] if kind == "content" else picked[0])
+        images = data.images[rows]
+        target = torch.from_numpy(np.stack(targets))
+        embeddings = sam.image_encoder(images)
+        sparse = _prompt_batch(sam, embeddings, target, kind, rng)
+        dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand_as(embeddings)
+        masks, iou = decode_batch(sam, embeddings, sparse, dense, all_outputs=True)
+        logits = F.interpolate(masks, size=(size, size), mode="bilinear", align_corners=False)
+        single = bce_dice_loss(logits[:, :1], target.long())["loss"]
+        # SAM's multimask recipe: only the best of the three outputs is trained.
+        multi = torch.stack(
+            [bce_dice_loss(logits[:, k : k + 1], target.long())["loss"] for k in (1, 2, 3)]
+        )
+        with torch.no_grad():
+            hit = logits > 0
+            truth = target[:, None].bool()
+            actual = (hit & truth).sum((2, 3)) / (hit | truth).sum((2, 3)).clamp_min(1)
+        loss = single + multi.min() + F.mse_loss(iou, actual)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        history.append(float(loss.detach()))
+        if log_every and (step + 1) % log_every == 0:
+            print(
+                f"  stand-in SAM step {step + 1}/{steps}: loss {np.mean(history[-log_every:]):.3f}"
+            )
+    return sam.eval(), history
+
+
+# --- backbone ------------------------------------------------------------------------------------
+
+
+def fit_standin_backbone(
+    data: TrainingImages,
+    *,
+    steps: int = 300,
+    batch_size: int = 16,
+    lr: float = 2e-3,
+    seed: int = 0,
+    log_every: int = 100,
+) -> tuple[nn.Module, list[float]]:
+    """Train a ResNet-18 to segment the base classes; returns (timm body, losses).
+
+    Trained at the usual output stride 32 (about 10× cheaper than 8) and used dilated at stride 8,
+    as ImageNet backbones are: dilation changes no weight shape. The returned module is the timm
+    ``features_only`` body, whose state dict is the layout ``build_backbone("resnet18",
+    checkpoint=...)`` reads.
+    """
+    import timm
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    body = timm.create_model(
+        "resnet18", pretrained=False, features_only=True, out_indices=(2, 3, 4)
+    )
+    classes = list(data.classes)
+    lookup = np.full(256, IGNORE_INDEX, dtype=np.int64)
+    lookup[0] = 0
+    lookup[classes] = np.arange(1, len(classes) + 1)
+    head = nn.Conv2d(sum(body.feature_info.channels()), len(classes) + 1, kernel_size=1)
+    params = [*body.parameters(), *head.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
+    )
+    history = []
+    body.train()
+    for step in range(steps):
+        rows = rng.integers(len(data.images), size=batch_size)
+        images = data.images[rows]
+        if rng.random() < 0.5:  # horizontal flips: a cheap augmentation for a small dataset
+            images, labels = images.flip(-1), data.labels[rows][..., ::-1]
+        else:
+            labels = data.labels[rows]
+        target = torch.from_numpy(lookup[labels])
+        layer2, *deeper = body(images)
+        features = torch.cat(
+            [layer2, *(F.interpolate(f, size=layer2.shape[-2:], mode="bilinear") for f in deeper)],
+            1,
+        )
+        logits = F.interpolate(
+            head(features), size=target.shape[-2:], mode="bilinear", align_corners=False
+        )
+        loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        history.append(float(loss.detach()))
+        if log_every and (step + 1) % log_every == 0:
+            print(
+                f"  stand-in backbone step {step + 1}/{steps}: "
+                f"loss {np.mean(history[-log_every:]):.3f}"
+            )
+    return body.eval(), history
