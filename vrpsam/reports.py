@@ -55,13 +55,14 @@ def denormalise(image: torch.Tensor) -> np.ndarray:
 
 
 def tint(
-    image: np.ndarray, mask: np.ndarray, color=(1.0, 0.1, 0.1), alpha: float = 0.5
+    image: np.ndarray, mask: np.ndarray, color=(1.0, 0.1, 0.1), alpha: float = 0.6
 ) -> np.ndarray:
-    """Blend ``color`` into ``image`` (H, W, 3) in [0, 1] where ``mask`` (H, W) is set."""
-    out = image.copy()
+    """Grey ``image`` (H, W, 3) in [0, 1] with ``color`` blended in where ``mask`` (H, W) is set;
+    greying first keeps the mask readable on colourful images."""
+    grey = image.mean(axis=2, keepdims=True).repeat(3, axis=2) * 0.8 + 0.1
     sel = mask.astype(bool)
-    out[sel] = (1 - alpha) * out[sel] + alpha * np.asarray(color)
-    return out
+    grey[sel] = (1 - alpha) * grey[sel] + alpha * np.asarray(color)
+    return grey
 
 
 def plot_overlays(
