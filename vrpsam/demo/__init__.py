@@ -26,7 +26,7 @@ import torch
 
 SETTINGS = {
     # Sized for a first run of about 15 minutes on 2 CPU cores (stand-ins ~8, meta-training ~6).
-    "full": {"images": 600, "sam_steps": 450, "backbone_steps": 250, "backbone_batch": 8,
+    "full": {"images": 600, "sam_steps": 400, "backbone_steps": 250, "backbone_batch": 8,
              "epochs": 6, "episodes_per_epoch": 800, "val_episodes": 150, "test_episodes": 500},
     "quick": {"images": 120, "sam_steps": 6, "backbone_steps": 4, "backbone_batch": 4,
               "epochs": 1, "episodes_per_epoch": 16, "val_episodes": 8, "test_episodes": 16},
