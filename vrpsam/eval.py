@@ -25,7 +25,7 @@ from vrpsam.data.folds import check_fold
 from vrpsam.fileio import atomic_write, atomic_write_json, atomic_write_text
 from vrpsam.lit_module import VRPSAMModule
 from vrpsam.reports import eval_markdown, plot_overlays
-from vrpsam.runtime import episode_list_path, per_process_batch, world_size
+from vrpsam.runtime import episode_list_path
 from vrpsam.train import CONFIG_PATH
 
 METHODS = ("vrpsam",)
@@ -77,13 +77,11 @@ def build_method(cfg: DictConfig):
 
 def evaluate_seed(cfg: DictConfig, model, seed: int, out: Path) -> tuple[dict, float]:
     """Test one seed's episode list; returns (results in percent, seconds per episode)."""
-    processes = world_size(cfg.trainer)
-    batch = per_process_batch(cfg.eval.batch_size * processes, processes)
     data = hydra.utils.instantiate(
         cfg.data,
         shot=cfg.eval.shot,
         annotation=cfg.eval.annotation,
-        batch_size=batch,
+        batch_size=cfg.eval.batch_size,  # per process: metrics do not depend on it
         test_seed=seed,
         test_episodes=cfg.eval.episodes,
         test_episode_list=str(

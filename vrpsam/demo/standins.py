@@ -63,6 +63,26 @@ def load_training_images(source, size: int) -> TrainingImages:
     return TrainingImages(torch.stack(images), np.stack(labels), tuple(source.classes))
 
 
+def _fit(params, loss_at, *, steps: int, lr: float, log_every: int, name: str) -> list[float]:
+    """AdamW with a one-cycle schedule over ``steps`` calls of ``loss_at(step)``; the losses."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
+    )
+    history = []
+    for step in range(steps):
+        loss = loss_at(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        history.append(float(loss.detach()))
+        if log_every and (step + 1) % log_every == 0:
+            recent = np.mean(history[-log_every:])
+            print(f"  stand-in {name} step {step + 1}/{steps}: loss {recent:.3f}", flush=True)
+    return history
+
+
 # --- tiny SAM ------------------------------------------------------------------------------------
 
 
@@ -128,12 +148,8 @@ def fit_standin_sam(
     rng = np.random.default_rng(seed)
     size = data.images.shape[-1]
     sam = build_tiny_sam(image_size=size, **sam_sizes)
-    optimizer = torch.optim.AdamW(sam.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
-    )
-    history = []
-    for step in range(steps):
+
+    def loss_at(step: int) -> torch.Tensor:
         kind = ("point", "box", "content")[step % 3]
         rows, targets = [], []
         while len(rows) < batch_size:
@@ -158,16 +174,9 @@ def fit_standin_sam(
             hit = logits > 0
             truth = target[:, None].bool()
             actual = (hit & truth).sum((2, 3)) / (hit | truth).sum((2, 3)).clamp_min(1)
-        loss = single + multi.min() + F.mse_loss(iou, actual)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        history.append(float(loss.detach()))
-        if log_every and (step + 1) % log_every == 0:
-            print(
-                f"  stand-in SAM step {step + 1}/{steps}: loss {np.mean(history[-log_every:]):.3f}"
-            )
+        return single + multi.min() + F.mse_loss(iou, actual)
+
+    history = _fit(sam.parameters(), loss_at, steps=steps, lr=lr, log_every=log_every, name="SAM")
     return sam.eval(), history
 
 
@@ -202,14 +211,9 @@ def fit_standin_backbone(
     lookup[0] = 0
     lookup[classes] = np.arange(1, len(classes) + 1)
     head = nn.Conv2d(sum(body.feature_info.channels()), len(classes) + 1, kernel_size=1)
-    params = [*body.parameters(), *head.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
-    )
-    history = []
     body.train()
-    for step in range(steps):
+
+    def loss_at(step: int) -> torch.Tensor:
         rows = rng.integers(len(data.images), size=batch_size)
         images = data.images[rows]
         if rng.random() < 0.5:  # horizontal flips: a cheap augmentation for a small dataset
@@ -225,15 +229,8 @@ def fit_standin_backbone(
         logits = F.interpolate(
             head(features), size=target.shape[-2:], mode="bilinear", align_corners=False
         )
-        loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        history.append(float(loss.detach()))
-        if log_every and (step + 1) % log_every == 0:
-            print(
-                f"  stand-in backbone step {step + 1}/{steps}: "
-                f"loss {np.mean(history[-log_every:]):.3f}"
-            )
+        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+
+    params = [*body.parameters(), *head.parameters()]
+    history = _fit(params, loss_at, steps=steps, lr=lr, log_every=log_every, name="backbone")
     return body.eval(), history
