@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all demo lint format bench clean
+.PHONY: setup test test-all demo lint format bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,12 @@ test-all: setup
 
 demo: setup
 	$(BIN)/vrpsam-demo
+
+bench: setup
+	$(BIN)/vrpsam-bench --out bench.json
+
+bench-quick: setup
+	$(BIN)/vrpsam-bench --quick --out bench-quick.json
 
 lint: setup
 	$(BIN)/ruff check vrpsam tests scripts

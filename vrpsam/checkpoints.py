@@ -54,6 +54,7 @@ def load_trained_model(
     sam_checkpoint: str | Path | None = None,
     backbone_checkpoint: str | Path | None = None,
     expect: dict | None = None,
+    sam_image_encoder: bool = True,
 ) -> tuple[VRPSAM, dict]:
     """The trained model of a checkpoint or export, and what it was trained on.
 
@@ -63,6 +64,7 @@ def load_trained_model(
         sam_checkpoint, backbone_checkpoint: frozen weight files (default: those recorded).
         expect: architecture keys the caller's config asks for (``backbone``, ``sam``, ...; None
             values mean "whatever was trained"); a mismatch is refused with a clear message.
+        sam_image_encoder: False when image embeddings come from a feature cache.
 
     Returns:
         (model in eval mode, run info: dataset, fold, image size, frozen weight files, ...).
@@ -80,6 +82,7 @@ def load_trained_model(
             export_dir,
             sam_checkpoint=_frozen_path(sam_checkpoint, info.get("sam_checkpoint")),
             backbone_checkpoint=_frozen_path(backbone_checkpoint, info.get("backbone_checkpoint")),
+            sam_image_encoder=sam_image_encoder,
         )
         return model, info
     checkpoint = read_training_checkpoint(ckpt_path)
@@ -88,7 +91,12 @@ def load_trained_model(
     check_same_architecture(spec, {**spec, **expect}, "checkpoint")
     sam_file = _frozen_path(sam_checkpoint, info.get("sam_checkpoint"))
     backbone_file = _frozen_path(backbone_checkpoint, info.get("backbone_checkpoint"))
-    model = build_vrp_sam(**spec, sam_checkpoint=sam_file, backbone_checkpoint=backbone_file)
+    model = build_vrp_sam(
+        **spec,
+        sam_checkpoint=sam_file,
+        backbone_checkpoint=backbone_file,
+        sam_image_encoder=sam_image_encoder,
+    )
     encoder = {
         k[len(ENCODER_PREFIX) :]: v
         for k, v in checkpoint["state_dict"].items()

@@ -1,6 +1,11 @@
 """``vrpsam-eval``: a method on the fixed test episodes of one fold (:func:`evaluate` + Hydra main).
 
     vrpsam-eval ckpt_path=RUN/checkpoints/best.ckpt data.fold=0 eval.shot=1 eval.annotation=mask
+    vrpsam-eval method=persam model.sam=vit_h model.sam_checkpoint=sam_vit_h_4b8939.pth data.fold=0
+
+``method`` is ``vrpsam`` (a trained checkpoint or export) or a baseline (``gpsam``, ``persam``,
+``persam_f``, ``matcher``; see :mod:`vrpsam.baselines`): every method reads the same fixed episode
+list and is scored by the same metric.
 
 Writes ``eval.json`` (``miou``, ``fbiou``, ``per_class_iou``, ``episodes``, ``fold``, ``shot``,
 ``annotation``, ``seed`` and more; percent), ``eval.md`` and ``overlays.png`` into the run folder;
@@ -18,8 +23,11 @@ from typing import Any
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from vrpsam.baselines.harness import MethodModule
+from vrpsam.baselines.registry import BASELINES, build_baseline
+from vrpsam.cache.run import model_overrides, open_caches
 from vrpsam.checkpoints import load_trained_model
 from vrpsam.data.folds import check_fold
 from vrpsam.fileio import atomic_write, atomic_write_json, atomic_write_text
@@ -28,7 +36,7 @@ from vrpsam.reports import eval_markdown, plot_overlays
 from vrpsam.runtime import episode_list_path
 from vrpsam.train import CONFIG_PATH
 
-METHODS = ("vrpsam",)
+METHODS = ("vrpsam", *BASELINES)
 
 
 class EvalRecorder(L.Callback):
@@ -56,6 +64,10 @@ def build_method(cfg: DictConfig):
     """(model, info) for the configured method."""
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(METHODS)}")
+    if cfg.method != "vrpsam":
+        settings = cfg.get("baselines", {}).get(cfg.method) or {}
+        plain = OmegaConf.to_container(settings, resolve=True) if settings else {}
+        return build_baseline(cfg), {"training_free": True, "settings": plain}
     if not cfg.get("ckpt_path") and not cfg.get("export_dir"):
         if cfg.model.get("backbone") is None or cfg.model.get("sam") is None:
             raise ValueError(
@@ -64,7 +76,8 @@ def build_method(cfg: DictConfig):
                 "evaluate untrained"
             )
         warnings.warn("no ckpt_path/export_dir: evaluating an untrained VRP encoder", stacklevel=2)
-        return hydra.utils.instantiate(cfg.model).eval(), {"untrained": True}
+        model = hydra.utils.instantiate(cfg.model, **model_overrides(cfg))
+        return model.eval(), {"untrained": True}
     expect = {"backbone": cfg.model.get("backbone"), "sam": cfg.model.get("sam")}
     return load_trained_model(
         ckpt_path=cfg.get("ckpt_path"),
@@ -72,6 +85,25 @@ def build_method(cfg: DictConfig):
         sam_checkpoint=cfg.model.get("sam_checkpoint"),
         backbone_checkpoint=cfg.model.get("backbone_checkpoint"),
         expect=expect,
+        **model_overrides(cfg),
+    )
+
+
+def build_eval_module(cfg: DictConfig, model, seed: int) -> L.LightningModule:
+    """The Lightning module that tests ``model`` (VRP-SAM or a baseline) on one seed."""
+    if cfg.method != "vrpsam":
+        return MethodModule(
+            method=model, annotation=cfg.eval.annotation, seed=seed, num_overlays=cfg.eval.overlays
+        )
+    return VRPSAMModule(
+        model=model,
+        optimizer=None,
+        loss_ignore_index=model.switches.loss_ignore_index,
+        score_original_size=model.switches.score_original_size,
+        cache_features=cfg.get("cache_features", "none"),
+        feature_caches=open_caches(cfg),
+        compile=cfg.get("compile", "none"),
+        num_overlays=cfg.eval.overlays,
     )
 
 
@@ -88,16 +120,14 @@ def evaluate_seed(cfg: DictConfig, model, seed: int, out: Path) -> tuple[dict, f
             episode_list_path(cfg.data, cfg.paths.output_dir, seed=seed, n=cfg.eval.episodes)
         ),
     )
-    module = VRPSAMModule(
-        model=model,
-        optimizer=None,
-        loss_ignore_index=model.switches.loss_ignore_index,
-        score_original_size=model.switches.score_original_size,
-        cache_features=cfg.get("cache_features", "none"),
-        num_overlays=cfg.eval.overlays,
-    )
+    module = build_eval_module(cfg, model, seed)
     trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=False, callbacks=[EvalRecorder(out, seed)], enable_checkpointing=False
+        cfg.trainer,
+        logger=False,
+        callbacks=[EvalRecorder(out, seed)],
+        enable_checkpointing=False,
+        # PerSAM-F fits per episode: autograd must stay available inside the test loop.
+        inference_mode=cfg.method == "vrpsam",
     )
     start = time.perf_counter()
     trainer.test(module, datamodule=data, verbose=False)
@@ -146,9 +176,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "class_ids": runs[0][0]["class_ids"],
         "per_class_iou": per_class,
         "seconds_per_episode": statistics.fmean(t for _, t in runs),
-        "score_original_size": model.switches.score_original_size,
+        # Baselines are always scored at the targets' original size (the literature's way).
+        "score_original_size": cfg.method != "vrpsam" or model.switches.score_original_size,
         "units": "percent",
-        "checkpoint": str(cfg.get("ckpt_path") or cfg.get("export_dir")),
+        "checkpoint": str(cfg.get("ckpt_path") or cfg.get("export_dir"))
+        if cfg.method == "vrpsam"
+        else None,
         "trained_on": info,
     }
     atomic_write_json(out / "eval.json", result, indent=2)

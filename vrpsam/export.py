@@ -106,6 +106,7 @@ def load_export(
     backbone_checkpoint: str | Path | None = None,
     backbone: str | None = None,
     check_frozen_weights: bool = True,
+    sam_image_encoder: bool = True,
 ) -> VRPSAM:
     """Rebuild VRP-SAM from an export around the given frozen weight files.
 
@@ -114,6 +115,7 @@ def load_export(
         sam_checkpoint, backbone_checkpoint: frozen weight files (None = random weights).
         backbone: if given, the backbone the caller expects; an export of another one is refused.
         check_frozen_weights: compare the files' SHA-256 with the ones recorded at export.
+        sam_image_encoder: False when image embeddings come from a feature cache.
     """
     from safetensors.torch import load_file
 
@@ -137,7 +139,10 @@ def load_export(
     _check_frozen("SAM", frozen.get("sam"), sam_checkpoint, check_frozen_weights)
     _check_frozen("backbone", frozen.get("backbone"), backbone_checkpoint, check_frozen_weights)
     model = build_vrp_sam(
-        **spec, sam_checkpoint=sam_checkpoint, backbone_checkpoint=backbone_checkpoint
+        **spec,
+        sam_checkpoint=sam_checkpoint,
+        backbone_checkpoint=backbone_checkpoint,
+        sam_image_encoder=sam_image_encoder,
     )
     state = load_file(str(export_dir / WEIGHTS_FILE), device="cpu")
     load_strict(model.encoder, state, what=f"export {export_dir}")

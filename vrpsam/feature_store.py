@@ -1,15 +1,19 @@
-"""An in-memory cache of frozen, annotation-independent features, keyed by image id.
+"""Frozen, annotation-independent features by image id: from a disk cache or kept in memory.
 
 Everything but the VRP encoder is frozen and the paper's recipe has no augmentation, so an image's
-SAM embedding and backbone features are the same in every epoch. The store computes them the first
-time an image is seen and serves them afterwards (as fp16 by default, to halve memory). What it
-does *not* cache is the reference's high-level features: they are computed on the mask-multiplied
-pre-high features, so they depend on the annotation of each episode.
+SAM embedding and backbone features are the same in every epoch. The store serves them from a
+:class:`~vrpsam.cache.FeatureCache` built by ``vrpsam-cache`` when there is one, else computes them
+the first time an image is seen and keeps them in memory (fp16 by default, to halve memory). What
+it never caches is the reference's high-level features of the paper's pseudo-mask: they are computed
+on the mask-multiplied pre-high features, so they depend on each episode's annotation. (With
+``model.mask_before_high=false``, a faster deviation, they are the unmasked high features, which are
+cached like the target's.)
 
 Memory per image, fp16: ResNet-50 at 512 px stores mid (1536×64×64) + pre-high (1024×64×64) +
-high (2048×64×64) ≈ 36 MiB, SAM ViT embeddings 256×64×64 = 2 MiB. Use it for small datasets and
-small inputs (the demo: ResNet-18 at 128 px ≈ 0.5 MiB per image), or set ``backbone=False`` to
-cache only the SAM embeddings, which are cheap to keep and the most expensive to compute.
+high (2048×64×64) ≈ 36 MiB, SAM ViT embeddings 256×64×64 = 2 MiB. Keep backbone features in
+memory for small datasets and small inputs only (the demo: ResNet-18 at 128 px ≈ 0.5 MiB per
+image); for real datasets use the disk cache (``vrpsam-cache``, memory-mapped) or cache only the
+SAM embeddings (``cache_features=sam``).
 """
 
 from __future__ import annotations
@@ -25,18 +29,26 @@ class FrozenFeatureStore:
     """Frozen features by image id.
 
     Args:
-        model: the model whose frozen parts compute the features.
-        backbone: cache backbone features.
-        sam: cache SAM image embeddings.
-        dtype: storage dtype.
+        model: the model whose frozen parts compute what no cache holds.
+        backbone: keep backbone features in memory.
+        sam: keep SAM image embeddings in memory.
+        dtype: in-memory storage dtype.
+        disk: disk caches by kind (``"sam"``, ``"backbone"``); what they hold is read from them.
     """
 
     def __init__(
-        self, model: VRPSAM, *, backbone: bool = True, sam: bool = True, dtype=torch.float16
+        self,
+        model: VRPSAM,
+        *,
+        backbone: bool = True,
+        sam: bool = True,
+        dtype=torch.float16,
+        disk: dict | None = None,
     ) -> None:
         self.model = model
-        self.cache_backbone = backbone
-        self.cache_sam = sam
+        self.disk = {k: v for k, v in (disk or {}).items() if v is not None}
+        self.cache_backbone = backbone or "backbone" in self.disk
+        self.cache_sam = sam or "sam" in self.disk
         self.dtype = dtype
         self.entries: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -44,33 +56,64 @@ class FrozenFeatureStore:
         return len(self.entries)
 
     def nbytes(self) -> int:
+        """Bytes held in memory (disk caches are memory-mapped and not counted)."""
         return sum(t.numel() * t.element_size() for e in self.entries.values() for t in e.values())
 
-    def _fill(self, ids: Sequence[str], images: torch.Tensor, keys: tuple[str, ...], sizes=None):
-        """Compute ``keys`` for the ids that lack them and store them.
+    def _compute(self, image: torch.Tensor, keys: set[str], size) -> dict[str, torch.Tensor]:
+        computed: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            if keys & {"mid", "pre_high", "high"}:
+                computed["mid"], computed["pre_high"] = self.model.backbone.mid(image)
+                if "high" in keys:
+                    computed["high"] = self.model.backbone.high(computed["pre_high"])
+            if "sam" in keys:
+                computed["sam"] = self.model.sam.encode(image, size)
+        return computed
+
+    def _memory(self, ids, images, keys: tuple[str, ...], sizes) -> dict[str, list[torch.Tensor]]:
+        """Compute ``keys`` for the ids that lack them, keep them, return them per id.
 
         One image at a time, so that what is stored never depends on which images happened to
         share a batch (a convolution's last bits can); each image is computed once anyway.
         """
+        out: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         for i, image_id in enumerate(ids):
             entry = self.entries.setdefault(image_id, {})
-            if all(k in entry for k in keys):
-                continue
-            image = images[i : i + 1]
-            with torch.no_grad():
-                computed: dict[str, torch.Tensor] = {}
-                if "mid" in keys or "high" in keys:
-                    computed["mid"], computed["pre_high"] = self.model.backbone.mid(image)
-                    if "high" in keys:
-                        computed["high"] = self.model.backbone.high(computed["pre_high"])
-                if "sam" in keys:
-                    size = None if sizes is None else sizes[i : i + 1]
-                    computed["sam"] = self.model.sam.encode(image, size)
-            for key, value in computed.items():
-                entry.setdefault(key, value[0].detach().to("cpu", self.dtype))
+            missing = {k for k in keys if k not in entry}
+            if missing:
+                size = None if sizes is None else sizes[i : i + 1]
+                for key, value in self._compute(images[i : i + 1], missing, size).items():
+                    entry.setdefault(key, value[0].detach().to("cpu", self.dtype))
+            for key in keys:
+                out[key].append(entry[key])
+        return out
 
-    def _stack(self, ids: Sequence[str], key: str, device) -> torch.Tensor:
-        return torch.stack([self.entries[i][key] for i in ids]).to(device, torch.float32)
+    def features(
+        self,
+        ids: Sequence[str],
+        images: torch.Tensor,
+        keys: tuple[str, ...],
+        sizes: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """{key: (N, ...) float32 on the images' device} for N images, from disk or memory."""
+        device = images.device
+        # Stored fp16 rows are stacked outside autocast: CPU autocast cannot promote fp16.
+        with torch.autocast(device.type, enabled=False):
+            return self._features(ids, images, keys, sizes, device)
+
+    def _features(self, ids, images, keys, sizes, device) -> dict[str, torch.Tensor]:
+        result: dict[str, torch.Tensor] = {}
+        in_memory = []
+        for key in keys:
+            kind = "sam" if key == "sam" else "backbone"
+            if kind in self.disk:
+                result[key] = self.disk[kind].get(ids, key).to(device, torch.float32)
+            else:
+                in_memory.append(key)
+        if in_memory:
+            for key, rows in self._memory(ids, images, tuple(in_memory), sizes).items():
+                result[key] = torch.stack(rows).to(device, torch.float32)
+        return result
 
     def target(
         self, ids: Sequence[str], images: torch.Tensor, sizes: torch.Tensor | None = None
@@ -79,22 +122,17 @@ class FrozenFeatureStore:
         keys = (("mid", "high") if self.cache_backbone else ()) + (
             ("sam",) if self.cache_sam else ()
         )
-        self._fill(ids, images, keys, sizes)
-        device = images.device
-        features = (
-            (self._stack(ids, "mid", device), self._stack(ids, "high", device))
-            if self.cache_backbone
-            else None
-        )
-        embeddings = self._stack(ids, "sam", device) if self.cache_sam else None
-        return features, embeddings
+        found = self.features(ids, images, keys, sizes)
+        features = (found["mid"], found["high"]) if self.cache_backbone else None
+        return features, found.get("sam")
 
     def reference(
         self, ids: Sequence[str], images: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Reference features (mid, pre_high) for N reference images, or None when not cached."""
+        """Reference features for N reference images, or None when not cached: (mid, pre_high),
+        or (mid, high) when the model takes unmasked high features (``mask_before_high=False``)."""
         if not self.cache_backbone:
             return None
-        self._fill(ids, images, ("mid",))
-        device = images.device
-        return self._stack(ids, "mid", device), self._stack(ids, "pre_high", device)
+        second = "pre_high" if self.model.reference_high_needs_mask else "high"
+        found = self.features(ids, images, ("mid", second))
+        return found["mid"], found[second]

@@ -24,97 +24,23 @@ FROZEN_PREFIXES = ("model.backbone.", "model.sam.")
 CHECKPOINT_FORMAT = 1
 
 
-class VRPSAMModule(L.LightningModule):
-    """Episodic training of the VRP encoder; val/test mIoU and FB-IoU over the fold's classes.
+class FewShotModule(L.LightningModule):
+    """Scores a few-shot method on episodes: val/test mIoU and FB-IoU over the fold's classes,
+    plus a few test episodes kept for the overlay figure. Subclasses define ``forward(batch)``
+    → mask logits (B, 1, S, S).
 
     Args:
-        model: a VRP-SAM model from :func:`vrpsam.build_vrp_sam`.
-        optimizer: partial optimizer (called with the trainable parameters); None to evaluate.
-        scheduler: partial LR scheduler (called with the optimizer and ``T_max`` = total steps),
-            stepped every iteration; None for a constant LR.
-        loss_ignore_index: label ignored by the loss (None: the official code's behaviour).
         score_original_size: score predictions at each target's original size.
-        cache_features: keep frozen features in memory by image id ("all", "sam" or "none").
-        run_info: what the run trains on (dataset, fold, shot, frozen weight paths, ...); stored
-            in checkpoints so that exports and evaluations know it.
         num_overlays: test episodes kept (on rank 0) for the overlay figure.
     """
 
-    def __init__(
-        self,
-        *,
-        model: VRPSAM,
-        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        scheduler: Callable[..., Any] | None = None,
-        loss_ignore_index: int | None = 255,
-        score_original_size: bool = True,
-        cache_features: str = "none",
-        run_info: dict | None = None,
-        num_overlays: int = 6,
-    ) -> None:
+    def __init__(self, *, score_original_size: bool = True, num_overlays: int = 6) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
-        self.model = model
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.loss_ignore_index = loss_ignore_index
         self.score_original_size = score_original_size
-        if cache_features not in ("all", "sam", "none"):
-            raise ValueError(f"cache_features must be all, sam or none; got {cache_features!r}")
-        self.store = None
-        if cache_features != "none":
-            self.store = FrozenFeatureStore(model, backbone=cache_features == "all", sam=True)
-        self.run_info = dict(run_info or {})
         self.num_overlays = num_overlays
         self.overlays: list[dict[str, torch.Tensor]] = []
         self.metrics: dict[str, FewShotIoU] = {}
         self.results: dict[str, dict] = {}  # last computed metrics per stage (percent)
-
-    # --- forward ---------------------------------------------------------------------------
-
-    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Mask logits (B, 1, S, S) for a collated episode batch."""
-        targets, references = batch["target_image"], batch["reference_images"]
-        # Original sizes let SAM's resize-longest-side see each target's true aspect ratio.
-        sizes = batch["target_size"]
-        extra: dict[str, Any] = {}
-        if self.store is not None:
-            target_features, embeddings = self.store.target(batch["target_id"], targets, sizes)
-            reference_ids = [i for ids in batch["reference_ids"] for i in ids]
-            reference_features = self.store.reference(reference_ids, references.flatten(0, 1))
-            extra = {
-                "target_features": target_features,
-                "reference_features": reference_features,
-                "image_embeddings": embeddings,
-            }
-        return self.model(
-            targets, references, batch["reference_masks"], target_sizes=sizes, **extra
-        )
-
-    # --- training ----------------------------------------------------------------------------
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        losses = bce_dice_loss(
-            self(batch), batch["target_mask"], ignore_index=self.loss_ignore_index
-        )
-        batch_size = batch["target_image"].shape[0]
-        for name, value in losses.items():
-            self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=batch_size)
-        return losses["loss"]
-
-    def configure_optimizers(self):
-        if self.optimizer_factory is None:
-            raise ValueError("this module was built for evaluation (no optimizer)")
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
-        if self.scheduler_factory is None:
-            return optimizer
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        scheduler = self.scheduler_factory(optimizer, T_max=total)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
 
     # --- evaluation --------------------------------------------------------------------------
 
@@ -188,6 +114,107 @@ class VRPSAMModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metric("test")
 
+
+class VRPSAMModule(FewShotModule):
+    """Episodic training of the VRP encoder; val/test mIoU and FB-IoU over the fold's classes.
+
+    Args:
+        model: a VRP-SAM model from :func:`vrpsam.build_vrp_sam`.
+        optimizer: partial optimizer (called with the trainable parameters); None to evaluate.
+        scheduler: partial LR scheduler (called with the optimizer and ``T_max`` = total steps),
+            stepped every iteration; None for a constant LR.
+        loss_ignore_index: label ignored by the loss (None: the official code's behaviour).
+        score_original_size: score predictions at each target's original size.
+        cache_features: keep frozen features in memory by image id ("all", "sam" or "none").
+        feature_caches: disk caches by kind (``vrpsam-cache``); what they hold is read from
+            them instead of being computed or kept in memory.
+        compile: ``torch.compile`` opt-in: ``"none"``, ``"encoder"`` (the learnable VRP encoder
+            and SAM's mask decoder, which every step runs) or ``"all"`` (also the frozen
+            backbone and SAM image encoder). The first steps then pay the compilation.
+        run_info: what the run trains on (dataset, fold, shot, frozen weight paths, ...); stored
+            in checkpoints so that exports and evaluations know it.
+        num_overlays: test episodes kept (on rank 0) for the overlay figure.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: VRPSAM,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        loss_ignore_index: int | None = 255,
+        score_original_size: bool = True,
+        cache_features: str = "none",
+        feature_caches: dict | None = None,
+        compile: str = "none",
+        run_info: dict | None = None,
+        num_overlays: int = 6,
+    ) -> None:
+        super().__init__(score_original_size=score_original_size, num_overlays=num_overlays)
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "feature_caches"])
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.loss_ignore_index = loss_ignore_index
+        if cache_features not in ("all", "sam", "none"):
+            raise ValueError(f"cache_features must be all, sam or none; got {cache_features!r}")
+        self.store = None
+        if cache_features != "none" or feature_caches:
+            self.store = FrozenFeatureStore(
+                model,
+                backbone=cache_features == "all",
+                sam=cache_features != "none",
+                disk=feature_caches,
+            )
+        compile_model(model, compile)
+        self.run_info = dict(run_info or {})
+
+    # --- forward ---------------------------------------------------------------------------
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Mask logits (B, 1, S, S) for a collated episode batch."""
+        targets, references = batch["target_image"], batch["reference_images"]
+        # Original sizes let SAM's resize-longest-side see each target's true aspect ratio.
+        sizes = batch["target_size"]
+        extra: dict[str, Any] = {}
+        if self.store is not None:
+            target_features, embeddings = self.store.target(batch["target_id"], targets, sizes)
+            reference_ids = [i for ids in batch["reference_ids"] for i in ids]
+            reference_features = self.store.reference(reference_ids, references.flatten(0, 1))
+            extra = {
+                "target_features": target_features,
+                "reference_features": reference_features,
+                "image_embeddings": embeddings,
+            }
+        return self.model(
+            targets, references, batch["reference_masks"], target_sizes=sizes, **extra
+        )
+
+    # --- training ----------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        losses = bce_dice_loss(
+            self(batch), batch["target_mask"], ignore_index=self.loss_ignore_index
+        )
+        batch_size = batch["target_image"].shape[0]
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=batch_size)
+        return losses["loss"]
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("this module was built for evaluation (no optimizer)")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = self.scheduler_factory(optimizer, T_max=total)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
     # --- checkpoints -------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -237,3 +264,24 @@ def check_same_architecture(saved: dict, current: dict, what: str) -> None:
             + f". Select the matching model (e.g. model/backbone={saved.get('backbone')} "
             f"model/sam={saved.get('sam')}, or the experiment it was trained with)."
         )
+
+
+COMPILE_MODES = ("none", "encoder", "all")
+
+
+def compile_model(model: VRPSAM, mode: str) -> None:
+    """Compile the parts ``mode`` names, in place: parameter names (and so checkpoints and
+    exports) stay as they are, since methods are wrapped rather than modules replaced."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {COMPILE_MODES}, got {mode!r}")
+    if mode == "none":
+        return
+    encoder = model.encoder
+    encoder.encode_reference = torch.compile(encoder.encode_reference)
+    encoder.encode_target = torch.compile(encoder.encode_target)
+    # decode_batch drives the decoder's parts; its two-way transformer is the heavy one.
+    model.sam.sam.mask_decoder.transformer.compile()
+    if mode == "all":
+        model.backbone.mid = torch.compile(model.backbone.mid)
+        model.backbone.high = torch.compile(model.backbone.high)
+        model.sam.sam.image_encoder.compile()

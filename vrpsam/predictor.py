@@ -7,11 +7,16 @@
 
 Numpy in and out: images are (H, W, 3) uint8 RGB, masks come back (H, W) bool at the target's own
 size. The reference side (its backbone features and the queries after reference attention) is
-computed once and reused for every target.
+computed once and reused for every target; targets given together are processed as one batch; and
+each target's frozen features (backbone + SAM embedding) are kept in a small cache keyed by the
+image's content, so segmenting the same targets again with another reference skips the frozen
+encoders.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,10 +110,17 @@ class VRPSAMPredictor:
         model: a VRP-SAM model (e.g. from :func:`vrpsam.export.load_export`).
         image_size: the square size the model was trained at (512 in the paper).
         device: where to run.
+        target_cache_size: how many targets' frozen features to keep (0 disables); about
+            38 MiB each for ResNet-50 + SAM at 512 px (fp32 backbone features are large).
     """
 
     def __init__(
-        self, model: VRPSAM, *, image_size: int = 512, device: str | torch.device = "cpu"
+        self,
+        model: VRPSAM,
+        *,
+        image_size: int = 512,
+        device: str | torch.device = "cpu",
+        target_cache_size: int = 16,
     ) -> None:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
@@ -117,6 +129,8 @@ class VRPSAMPredictor:
         self._images: list[torch.Tensor] = []
         self._masks: list[torch.Tensor] = []
         self._state: ReferenceState | None = None
+        self.target_cache_size = target_cache_size
+        self._targets: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()
 
     @classmethod
     def from_export(
@@ -176,6 +190,34 @@ class VRPSAMPredictor:
         return self._state
 
     @torch.no_grad()
+    def _target_features(
+        self, rgbs: list[np.ndarray], batch: torch.Tensor, sizes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mid, high, SAM embeddings) of the targets, computing only those not cached."""
+        keys = [_content_key(rgb) for rgb in rgbs]
+        missing = [i for i, key in enumerate(keys) if key not in self._targets]
+        computed: dict[str, tuple[torch.Tensor, ...]] = {}
+        if missing:
+            mid, high = self.model.target_features(batch[missing])
+            embeddings = self.model.sam.encode(batch[missing], sizes[missing])
+            for j, i in enumerate(missing):
+                computed[keys[i]] = (mid[j], high[j], embeddings[j])
+        rows = [computed.get(key) or self._targets[key] for key in keys]
+        for key, row in computed.items():
+            self._remember(key, row)
+        for key in keys:
+            if key in self._targets:
+                self._targets.move_to_end(key)
+        return tuple(torch.stack(parts) for parts in zip(*rows, strict=True))
+
+    def _remember(self, key: str, row: tuple[torch.Tensor, ...]) -> None:
+        if self.target_cache_size <= 0:
+            return
+        self._targets[key] = row
+        while len(self._targets) > self.target_cache_size:
+            self._targets.popitem(last=False)
+
+    @torch.no_grad()
     def predict_batch(
         self, images: Sequence[ImageLike]
     ) -> list[tuple[np.ndarray, float, np.ndarray]]:
@@ -188,8 +230,13 @@ class VRPSAMPredictor:
         rgbs = [load_rgb(image) for image in images]
         batch = torch.stack([self.transform.image(rgb) for rgb in rgbs]).to(self.device)
         sizes = torch.tensor([rgb.shape[:2] for rgb in rgbs])
-        prompts = self.model.prompts_from_reference(state.tile(len(rgbs)), batch, self.shots)
-        logits, iou = self.model.decode(prompts, batch, target_sizes=sizes, return_iou=True)
+        mid, high, embeddings = self._target_features(rgbs, batch, sizes)
+        prompts = self.model.prompts_from_reference(
+            state.tile(len(rgbs)), None, self.shots, features=(mid, high)
+        )
+        logits, iou = self.model.decode(
+            prompts, batch, target_sizes=sizes, image_embeddings=embeddings, return_iou=True
+        )
         results = []
         for i, rgb in enumerate(rgbs):
             full = F.interpolate(
@@ -202,3 +249,10 @@ class VRPSAMPredictor:
     def predict(self, image: ImageLike) -> tuple[np.ndarray, float, np.ndarray]:
         """Segment one target: mask (H, W) bool, SAM's predicted IoU, logits (H, W) float32."""
         return self.predict_batch([image])[0]
+
+
+def _content_key(rgb: np.ndarray) -> str:
+    """A key for an image's content (same pixels → same frozen features)."""
+    digest = hashlib.blake2b(rgb.tobytes(), digest_size=16)
+    digest.update(repr(rgb.shape).encode())
+    return digest.hexdigest()

@@ -18,6 +18,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from vrpsam.cache.run import model_overrides, open_caches
 from vrpsam.callbacks import RunReport
 from vrpsam.data.folds import check_fold
 from vrpsam.lit_module import VRPSAMModule
@@ -26,16 +27,18 @@ from vrpsam.runtime import episode_list_path, per_process_batch, world_size
 CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-def build_module(cfg: DictConfig, model) -> VRPSAMModule:
+def build_module(cfg: DictConfig, model, feature_caches: dict | None = None) -> VRPSAMModule:
     """The LightningModule of a training config around an already built model."""
     switches = model.switches
     return VRPSAMModule(
+        feature_caches=feature_caches,
         model=model,
         optimizer=hydra.utils.instantiate(cfg.optimizer),
         scheduler=hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         loss_ignore_index=switches.loss_ignore_index,
         score_original_size=switches.score_original_size,
         cache_features=cfg.get("cache_features", "none"),
+        compile=cfg.get("compile", "none"),
         run_info={
             "dataset": cfg.data.dataset,
             "root": str(cfg.data.root),
@@ -77,7 +80,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     processes = world_size(cfg.trainer)
     batch = per_process_batch(cfg.total_batch_size, processes)
     out = Path(cfg.paths.run_dir)
-    model = hydra.utils.instantiate(cfg.model)
+    caches = open_caches(cfg)  # before building: a mismatching cache fails fast
+    model = hydra.utils.instantiate(cfg.model, **model_overrides(cfg))
     test_list = episode_list_path(
         cfg.data, cfg.paths.output_dir, seed=cfg.seed, n=cfg.data.test_episodes
     )
@@ -88,7 +92,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         test_episode_list=str(test_list),
         val_split=model.switches.select_on,
     )
-    module = build_module(cfg, model)
+    module = build_module(cfg, model, caches)
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=instantiate_loggers(cfg)

@@ -26,7 +26,7 @@ def compose_cfg(synthetic_voc_root: Path):
 
     def make(name: str, out_dir: Path, *overrides: str, run: str = "run"):
         base = [f"paths.output_dir={out_dir}", f"paths.run_dir={out_dir / run}"]
-        if name in ("train", "eval"):
+        if name in ("train", "eval", "build_cache"):
             base += [*SMALL, f"data.root={synthetic_voc_root}"]
         with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
             return compose(config_name=name, overrides=[*base, *overrides])

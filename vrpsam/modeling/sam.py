@@ -44,30 +44,32 @@ def build_tiny_sam(
     prompt_embed_dim: int = 256,
 ):
     """A small SAM from segment-anything's classes: small ViT, real prompt encoder and decoder."""
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
+    from segment_anything.modeling import ImageEncoderViT
 
-    grid = image_size // patch_size
+    encoder = ImageEncoderViT(
+        img_size=image_size,
+        patch_size=patch_size,
+        embed_dim=encoder_embed_dim,
+        depth=encoder_depth,
+        num_heads=encoder_num_heads,
+        mlp_ratio=4,
+        out_chans=prompt_embed_dim,
+        qkv_bias=True,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=window_size,
+        global_attn_indexes=encoder_global_attn_indexes,
+    )
+    return assemble_sam(encoder, image_size=image_size, grid=image_size // patch_size,
+                        prompt_embed_dim=prompt_embed_dim)  # fmt: skip
+
+
+def assemble_sam(image_encoder: nn.Module, *, image_size: int, grid: int, prompt_embed_dim=256):
+    """A ``Sam`` around an image encoder, with the official prompt encoder and mask decoder."""
+    from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
     return Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=image_size,
-            patch_size=patch_size,
-            embed_dim=encoder_embed_dim,
-            depth=encoder_depth,
-            num_heads=encoder_num_heads,
-            mlp_ratio=4,
-            out_chans=prompt_embed_dim,
-            qkv_bias=True,
-            norm_layer=partial(nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True,
-            window_size=window_size,
-            global_attn_indexes=encoder_global_attn_indexes,
-        ),
+        image_encoder=image_encoder,
         prompt_encoder=PromptEncoder(
             embed_dim=prompt_embed_dim,
             image_embedding_size=(grid, grid),
@@ -88,10 +90,28 @@ def build_tiny_sam(
     )
 
 
+class CachedImageEncoder(nn.Module):
+    """Stands in for SAM's image encoder when image embeddings come from a feature cache, so the
+    (up to 2.5 GB) encoder is neither built nor loaded."""
+
+    def __init__(self, img_size: int) -> None:
+        super().__init__()
+        self.img_size = img_size
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(
+            "SAM's image encoder was not built because this run reads image embeddings from the "
+            "feature cache (cache.dir): an image missing from the cache cannot be encoded. Run "
+            "vrpsam-cache again with the run's settings, or turn the cache off (cache.dir=null)."
+        )
+
+
 def _registry_builder(variant: str) -> Callable[..., nn.Module]:
-    def build(**sizes):
+    def build(image_encoder: bool = True, **sizes):
         if sizes:
             raise ValueError(f"SAM {variant} has fixed official sizes; got overrides {sizes}")
+        if not image_encoder:  # official frame: 1024 px, 16 px patches → 64×64 embeddings
+            return assemble_sam(CachedImageEncoder(1024), image_size=1024, grid=64)
         from segment_anything import sam_model_registry
 
         return sam_model_registry[variant](checkpoint=None)
@@ -321,6 +341,7 @@ def build_sam(
     checkpoint: str | Path | None = None,
     preprocess: str = "longest_side",
     align_corners: bool = False,
+    image_encoder: bool = True,
     **sizes,
 ) -> FrozenSam:
     """Build a frozen SAM.
@@ -330,6 +351,8 @@ def build_sam(
         checkpoint: a local SAM checkpoint (``sam_vit_b_01ec64.pth`` ...); None = random weights,
             no file read.
         preprocess, align_corners: see :class:`FrozenSam`.
+        image_encoder: False builds no image encoder (embeddings come from a feature cache) and
+            loads only the prompt encoder and mask decoder from the checkpoint.
         **sizes: size overrides for ``tiny`` (see :func:`build_tiny_sam`).
 
     Raises:
@@ -339,7 +362,12 @@ def build_sam(
     """
     if variant not in SAM_VARIANTS:
         raise ValueError(f"unknown SAM variant {variant!r}; choose one of {sorted(SAM_VARIANTS)}")
-    sam = SAM_VARIANTS[variant](**sizes)
+    if image_encoder or variant == "tiny":
+        sam = SAM_VARIANTS[variant](**sizes)
+    else:
+        sam = SAM_VARIANTS[variant](image_encoder=False, **sizes)
+    if not image_encoder and variant == "tiny":
+        sam.image_encoder = CachedImageEncoder(sam.image_encoder.img_size)
     if checkpoint is not None:
         state = read_state_dict(
             checkpoint,
@@ -347,10 +375,15 @@ def build_sam(
             source=SAM_SOURCE,
             config_key="model.sam_checkpoint",
         )
+        found = identify_sam_variant(state)
+        if not image_encoder:  # keep what the model has: prompt encoder and mask decoder
+            encoder_known = variant == "tiny" or found == variant
+            state = {k: v for k, v in state.items() if not k.startswith("image_encoder.")}
         own = sam.state_dict()
         fits = set(state) == set(own) and all(state[k].shape == own[k].shape for k in own)
+        if not image_encoder:
+            fits = fits and encoder_known
         if not fits:
-            found = identify_sam_variant(state)
             raise WeightFileError(
                 f"SAM checkpoint {checkpoint} does not fit the {variant!r} variant: it is {found}. "
                 f"Set model.sam to the checkpoint's variant or point model.sam_checkpoint at a "

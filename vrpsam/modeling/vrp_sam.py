@@ -105,10 +105,21 @@ class VRPSAM(nn.Module):
         self.mask_before_high = mask_before_high
         self.build_spec: dict = {}  # filled by build_vrp_sam; what an export needs to rebuild
 
+    @property
+    def reference_high_needs_mask(self) -> bool:
+        """Whether the reference's high features are computed on mask-multiplied features (the
+        paper's pseudo-mask), so that only the pre-high features can be computed ahead."""
+        return self.mask_before_high and self.backbone.masks_before_high
+
     @torch.no_grad()
     def reference_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Annotation-independent reference features (mid, pre_high) of (N, 3, H, W) images."""
-        return self.backbone.mid(images)
+        """Annotation-independent reference features of (N, 3, H, W) images: (mid, pre_high),
+        or (mid, high) when the high features need no mask (see
+        :attr:`reference_high_needs_mask`)."""
+        mid, pre_high = self.backbone.mid(images)
+        if self.reference_high_needs_mask:
+            return mid, pre_high
+        return mid, self.backbone.high(pre_high)
 
     @torch.no_grad()
     def target_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,18 +148,19 @@ class VRPSAM(nn.Module):
         masks = reference_masks.flatten(0, 1).unsqueeze(1)
         if features is None:
             features = self.reference_features(reference_images.flatten(0, 1))
-        mid, pre_high = (f.to(masks.dtype) for f in features)
+        mid, second = (f.to(masks.dtype) for f in features)
         with torch.no_grad():
             grid_mask = downsample_mask(masks, mid.shape[-2:], self.switches.mask_downsample)
-            high_mask = grid_mask
-            if pre_high.shape[-2:] != mid.shape[-2:]:
-                high_mask = downsample_mask(
-                    masks, pre_high.shape[-2:], self.switches.mask_downsample
-                )
-            # The reference's high features depend on its mask (PFENet's trick), so they are
-            # computed per episode even when everything else comes from a cache.
-            use_mask = self.mask_before_high and self.backbone.masks_before_high
-            high = self.backbone.high(pre_high, high_mask if use_mask else None)
+            high = second
+            if self.reference_high_needs_mask:
+                # The reference's high features depend on its mask (PFENet's trick), so they
+                # are computed per episode even when everything else comes from a cache.
+                high_mask = grid_mask
+                if second.shape[-2:] != mid.shape[-2:]:
+                    high_mask = downsample_mask(
+                        masks, second.shape[-2:], self.switches.mask_downsample
+                    )
+                high = self.backbone.high(second, high_mask)
         return self.encoder.encode_reference(mid, high, grid_mask)
 
     def prompts_from_reference(
@@ -260,6 +272,7 @@ def build_vrp_sam(
     pseudo_mask_minmax: bool | None = None,
     backbone_kwargs: dict | None = None,
     sam_kwargs: dict | None = None,
+    sam_image_encoder: bool = True,
 ) -> VRPSAM:
     """Build VRP-SAM. With no checkpoint paths it builds random weights and reads no file.
 
@@ -273,6 +286,8 @@ def build_vrp_sam(
         mask_downsample, sam_preprocess, align_corners, pseudo_mask_minmax: explicit switch
             overrides (None keeps the default or official value).
         backbone_kwargs, sam_kwargs: size overrides passed to the backbone / tiny-SAM builders.
+        sam_image_encoder: False skips SAM's image encoder (image embeddings come from a
+            feature cache); not part of the architecture an export records.
     """
     switches = Switches.resolve(
         official_compat=official_compat,
@@ -289,6 +304,7 @@ def build_vrp_sam(
         checkpoint=sam_checkpoint,
         preprocess=switches.sam_preprocess,
         align_corners=switches.align_corners,
+        image_encoder=sam_image_encoder,
         **(sam_kwargs or {}),
     )
     encoder = VRPEncoder(

@@ -1,0 +1,43 @@
+"""One measurement in this process: ``python -m vrpsam.bench.worker TASK SCALE WORK [OPTIONS]``.
+
+Prints one JSON line with the result and this process's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import warnings
+from pathlib import Path
+
+from vrpsam.bench import measure
+from vrpsam.bench.setups import FULL, QUICK
+
+TASKS = {
+    "floor": lambda s, w: measure.floor(s, w),
+    "floor_fast": lambda s, w: measure.floor(s, w, fast=True),
+    "train_cached": lambda s, w: measure.train_loop(s, w, cached=True),
+    "train_cached_fast": lambda s, w: measure.train_loop(s, w, cached=True, fast=True),
+    "train_uncached": lambda s, w: measure.train_loop(s, w, cached=False),
+    "predictor": measure.predictor,
+    "eval_demo": lambda s, w: measure.evaluation(s, w, demo=True),
+    "eval_main": lambda s, w: measure.evaluation(s, w, demo=False),
+    "cache_main": lambda s, w: measure.build_caches(s, w, "main"),
+    "cache_fast": lambda s, w: measure.build_caches(s, w, "fast"),
+    "cache_demo": lambda s, w: measure.build_caches(s, w, "demo"),
+}
+
+
+def main(argv: list[str]) -> None:
+    task, scale_name, work = argv
+    scale = {"full": FULL, "quick": QUICK}[scale_name]
+    warnings.filterwarnings("ignore")
+    result = TASKS[task](scale, Path(work))
+    # ru_maxrss is in KiB on Linux.
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("BENCH-RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
