@@ -108,7 +108,9 @@ def predictor(scale: Scale, work: Path) -> dict:
     torch.manual_seed(0)
     model = build_vrp_sam(backbone=scale.backbone, sam="tiny",
                           sam_kwargs={"image_size": scale.sam_frame})  # fmt: skip
-    source = build_source("pascal", work / "data", 0, "test", lists="generate", min_pixels=400)
+    # The demo-sized tree has enough novel-class images for 10 distinct targets.
+    root = work / "demo_data"
+    source = build_source("pascal", root, 0, "test", lists="generate", min_pixels=400)
     by_class = source.image_ids_by_class()
     class_id, ids = next((c, i) for c, i in by_class.items() if len(i) > 1)
     targets = sorted({i for group in by_class.values() for i in group} - {ids[0]})
@@ -165,6 +167,8 @@ def evaluation(scale: Scale, work: Path, *, demo: bool) -> dict:
     else:
         episodes = scale.r50_eval_episodes
         overrides = main_overrides(scale, work, "eval_main", cached=True)
+        overrides = [o for o in overrides if not o.startswith("total_batch_size=")]
+        overrides.append(f"eval.batch_size={BATCH}")
     overrides += [
         f"eval.episodes={episodes}",
         "eval.overlays=0",

@@ -80,6 +80,7 @@ def main_overrides(scale: Scale, work: Path, run: str, *, cached: bool, fast_pse
         f"data.image_size={scale.image_size}",
         "data.num_workers=0",
         f"model/backbone={scale.backbone}",
+        f"model.backbone={scale.backbone}",  # explicit: eval.yaml nulls the group's values
         f"model.backbone_checkpoint={backbone_file}",
         f"model.mask_before_high={not fast_pseudo_mask}",
         f"total_batch_size={BATCH}",
@@ -93,13 +94,14 @@ def main_overrides(scale: Scale, work: Path, run: str, *, cached: bool, fast_pse
         return [
             *common,
             "model/sam=tiny",
-            f"model.sam_kwargs.image_size={scale.sam_frame}",
+            "model.sam=tiny",
+            f"model.sam_kwargs={{image_size:{scale.sam_frame}}}",
             f"model.sam_checkpoint={sam_file}",
             f"cache.dir={work / 'cache' / ('fast' if fast_pseudo_mask else 'main')}",
             "cache.backbone=true",
         ]
     if scale.uncached_sam == "tiny":
-        return [*common, "model/sam=tiny", f"model.sam_kwargs.image_size={scale.sam_frame}"]
+        return [*common, "model/sam=tiny", f"model.sam_kwargs={{image_size:{scale.sam_frame}}}"]
     return [*common, f"model/sam={scale.uncached_sam}", "model.sam_checkpoint=null"]
 
 
@@ -127,9 +129,9 @@ def train_loop_overrides(steps: int) -> list[str]:
     return [
         f"data.train_episodes_per_epoch={steps * BATCH}",
         "trainer.max_epochs=1",
-        "trainer.limit_val_batches=0",
+        "+trainer.limit_val_batches=0",
         "trainer.enable_progress_bar=false",
-        "trainer.enable_checkpointing=false",
+        "+trainer.enable_checkpointing=false",
         "test_after_training=false",
         "test_before_training=false",
         "~logger",

@@ -1,6 +1,7 @@
-"""One measurement in this process: ``python -m vrpsam.bench.worker TASK SCALE WORK [OPTIONS]``.
+"""Measurements in this process: ``python -m vrpsam.bench.worker TASK[,TASK...] SCALE WORK``.
 
-Prints one JSON line with the result and this process's peak resident memory.
+Prints one JSON line per task with its result and this process's peak resident memory so far
+(tasks whose memory is reported run alone in their process).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ TASKS = {
 
 
 def main(argv: list[str]) -> None:
-    task, scale_name, work = argv
+    tasks, scale_name, work = argv
     scale = {"full": FULL, "quick": QUICK}[scale_name]
     warnings.filterwarnings("ignore")
-    result = TASKS[task](scale, Path(work))
-    # ru_maxrss is in KiB on Linux.
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("BENCH-RESULT " + json.dumps(result), flush=True)
+    for task in tasks.split(","):
+        result = TASKS[task](scale, Path(work))
+        # ru_maxrss is in KiB on Linux.
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"BENCH-RESULT {task} " + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
