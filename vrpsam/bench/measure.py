@@ -47,7 +47,8 @@ def train_loop(scale: Scale, work: Path, *, cached: bool, fast: bool = False) ->
     """The real training loop (``vrpsam.train.train``): data loading, features, step, logging."""
     from vrpsam.train import train
 
-    steps = (scale.train_steps if cached else scale.uncached_steps) + scale.warmup + 1
+    warmup = scale.warmup if cached else 0
+    steps = (scale.train_steps if cached else scale.uncached_steps) + warmup + 1
     run = f"train_{'cached' if cached else 'uncached'}{'_fast' if fast else ''}"
     timer_file = work / "runs" / f"{run}.steps.json"
     overrides = main_overrides(scale, work, run, cached=cached, fast_pseudo_mask=fast)
@@ -58,7 +59,7 @@ def train_loop(scale: Scale, work: Path, *, cached: bool, fast: bool = False) ->
     ]
     train(compose_cfg("train", overrides))
     times = json.loads(timer_file.read_text())["times"]
-    return {"episodes_per_s": episodes_per_second(times, scale.warmup), "steps": len(times)}
+    return {"episodes_per_s": episodes_per_second(times, warmup), "steps": len(times)}
 
 
 def floor(scale: Scale, work: Path, *, fast: bool = False) -> dict:
@@ -182,14 +183,13 @@ def evaluation(scale: Scale, work: Path, *, demo: bool) -> dict:
 
 
 def build_caches(scale: Scale, work: Path, which: str) -> dict:
-    """Build one benchmark cache (``main``, ``fast`` or ``demo``); returns its size and time."""
+    """Build one benchmark cache (``main`` or ``demo``); returns its size and time."""
     from vrpsam.cache.run import build_run_cache
 
     if which == "demo":
         overrides = [*demo_overrides(work, "cache_demo"), "cache.splits=[test]"]
     else:
-        overrides = main_overrides(scale, work, f"cache_{which}", cached=True,
-                                   fast_pseudo_mask=which == "fast")  # fmt: skip
+        overrides = main_overrides(scale, work, f"cache_{which}", cached=True)
         overrides += ["cache.splits=[train,test]"]
     start = time.perf_counter()
     reports = build_run_cache(compose_cfg("build_cache", overrides), log=lambda _: None)

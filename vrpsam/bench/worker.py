@@ -25,7 +25,6 @@ TASKS = {
     "eval_demo": lambda s, w: measure.evaluation(s, w, demo=True),
     "eval_main": lambda s, w: measure.evaluation(s, w, demo=False),
     "cache_main": lambda s, w: measure.build_caches(s, w, "main"),
-    "cache_fast": lambda s, w: measure.build_caches(s, w, "fast"),
     "cache_demo": lambda s, w: measure.build_caches(s, w, "demo"),
 }
 
