@@ -8,6 +8,16 @@ from vrpsam.modeling.backbones import build_backbone
 from vrpsam.modeling.sam import build_sam
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # The baselines run many small ops (SAM decodes of a few tokens): on two busy cores, two
+    # OpenMP threads ran them 30-50× slower than one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_sam():
     """A tiny SAM at 128 px (16×16 embedding grid), random weights."""

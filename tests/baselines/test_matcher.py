@@ -29,15 +29,6 @@ FAST = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Two OpenMP threads on two shared, busy cores run SAM's small decoder ops ~30× slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def small_dinov2():
     """A DINOv2-shaped ViT (patch 14) at input 224: a 16×16 token grid."""

@@ -19,15 +19,6 @@ from vrpsam.modeling.sam import decode_batch
 from vrpsam.modeling.vrp_sam import EmptyReferenceError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Two OpenMP threads on two shared, busy cores run these small ops ~50× slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def persam(tiny_sam):
     return PerSAM(tiny_sam)
