@@ -26,6 +26,8 @@ import math
 import torch
 from torch import nn
 
+from vrpsam.modeling.sam import mask_head
+
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(B, N, C) → (B, heads, N, C / heads)."""
@@ -153,7 +155,7 @@ def decode_guided(
         :func:`vrpsam.modeling.sam.decode_batch` returns when neither injection is given.
     """
     decoder = sam.mask_decoder
-    b, c, h, w = image_embeddings.shape
+    b, _, h, w = image_embeddings.shape
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
     tokens = torch.cat(
         [output_tokens.expand(b, -1, -1).to(sparse_prompts.dtype), sparse_prompts], dim=1
@@ -167,12 +169,4 @@ def decode_guided(
         bias=None if bias is None else bias.reshape(b, 1, 1, h * w),
         target_embedding=None if target_embedding is None else target_embedding[:, None],
     )
-    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-    mask_tokens = hs[:, 1 : 1 + decoder.num_mask_tokens]
-    hyper_in = torch.stack(
-        [mlp(mask_tokens[:, i]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1
-    )
-    masks = (hyper_in @ upscaled.flatten(2)).view(b, -1, *upscaled.shape[-2:])
-    iou = decoder.iou_prediction_head(hs[:, 0])
-    chosen = slice(1, None) if multimask_output else slice(0, 1)
-    return masks[:, chosen], iou[:, chosen]
+    return mask_head(decoder, hs, src, image_embeddings.shape, multimask_output=multimask_output)

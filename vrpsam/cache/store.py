@@ -48,9 +48,6 @@ def read_shard_header(path: Path) -> dict:
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-            keys = list(handle.keys())
-            for key in keys:  # a truncated file fails here: the data lies past its end
-                handle.get_slice(key).get_shape()
     except (SafetensorError, OSError, ValueError) as err:
         raise CacheError(f"cache shard {path} is unreadable or truncated ({err})") from err
     if path.stat().st_size < _data_end(path):

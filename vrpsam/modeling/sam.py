@@ -175,7 +175,25 @@ def decode_batch(
     src = image_embeddings + dense_prompts
     pos = sam.prompt_encoder.get_dense_pe().expand(batch, -1, -1, -1)
     hs, src = decoder.transformer(src, pos, tokens)
-    b, c, h, w = image_embeddings.shape
+    return mask_head(
+        decoder, hs, src, image_embeddings.shape, multimask_output=multimask_output,
+        all_outputs=all_outputs,
+    )  # fmt: skip
+
+
+def mask_head(
+    decoder: nn.Module,
+    hs: torch.Tensor,
+    src: torch.Tensor,
+    shape: torch.Size,
+    *,
+    multimask_output: bool = False,
+    all_outputs: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask decoder's outputs from its two-way transformer's tokens ``hs`` and image ``src``
+    (embeddings of ``shape`` (B, C, h, w)): low-res logits and predicted IoU, chosen as in
+    :func:`decode_batch`."""
+    b, c, h, w = shape
     upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
     mask_tokens = hs[:, 1 : 1 + decoder.num_mask_tokens]
     hyper_in = torch.stack(
