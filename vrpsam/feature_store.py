@@ -61,7 +61,7 @@ class FrozenFeatureStore:
 
     def _compute(self, image: torch.Tensor, keys: set[str], size) -> dict[str, torch.Tensor]:
         computed: dict[str, torch.Tensor] = {}
-        with torch.no_grad():
+        with torch.no_grad(), self.model.frozen_precision(image.device):
             if keys & {"mid", "pre_high", "high"}:
                 computed["mid"], computed["pre_high"] = self.model.backbone.mid(image)
                 if "high" in keys:
@@ -97,23 +97,17 @@ class FrozenFeatureStore:
     ) -> dict[str, torch.Tensor]:
         """{key: (N, ...) float32 on the images' device} for N images, from disk or memory."""
         device = images.device
-        # Stored fp16 rows are stacked outside autocast: CPU autocast cannot promote fp16.
+        kind = {k: "sam" if k == "sam" else "backbone" for k in keys}
+        on_disk = [k for k in keys if kind[k] in self.disk]
+        in_memory = tuple(k for k in keys if k not in on_disk)
+        # Computed under the ambient autocast (the model's frozen_precision decides), kept as
+        # rows of self.dtype.
+        rows = self._memory(ids, images, in_memory, sizes) if in_memory else {}
+        # Stored fp16 rows are read and stacked outside autocast: CPU autocast cannot promote fp16.
         with torch.autocast(device.type, enabled=False):
-            return self._features(ids, images, keys, sizes, device)
-
-    def _features(self, ids, images, keys, sizes, device) -> dict[str, torch.Tensor]:
-        result: dict[str, torch.Tensor] = {}
-        in_memory = []
-        for key in keys:
-            kind = "sam" if key == "sam" else "backbone"
-            if kind in self.disk:
-                result[key] = self.disk[kind].get(ids, key).to(device, torch.float32)
-            else:
-                in_memory.append(key)
-        if in_memory:
-            for key, rows in self._memory(ids, images, tuple(in_memory), sizes).items():
-                result[key] = torch.stack(rows).to(device, torch.float32)
-        return result
+            result = {k: self.disk[kind[k]].get(ids, k) for k in on_disk}
+            result.update({key: torch.stack(r) for key, r in rows.items()})
+            return {key: result[key].to(device, torch.float32) for key in keys}
 
     def target(
         self, ids: Sequence[str], images: torch.Tensor, sizes: torch.Tensor | None = None

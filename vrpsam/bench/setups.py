@@ -32,7 +32,7 @@ class Scale:
 
 # Step times are taken at step ends and the first ``warmup + 1`` steps are excluded, so warmup=1
 # skips the first two steps. The uncached loop (≈65 s a step with vit_b here) skips only its first.
-FULL = Scale("full", "resnet50", 512, 1024, "vit_b", 48, 8, 8, 1, 1, 1000, 12, 10)
+FULL = Scale("full", "resnet50", 512, 1024, "vit_b", 48, 6, 6, 1, 1, 1000, 12, 10)
 QUICK = Scale("quick", "resnet18", 256, 256, "tiny", 40, 6, 6, 2, 1, 200, 6, 10)
 BATCH = 2  # episodes per step: the "batch 2"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,6 @@ from vrpsam.cache.store import (
     write_manifest,
     write_shard,
 )
-from vrpsam.fileio import atomic_write_bytes
 
 # (image id) -> {key: (C, h, w) float tensor}
 ComputeFn = Callable[[str], dict[str, torch.Tensor]]
@@ -46,8 +46,9 @@ def check_writable(folder: Path) -> None:
     """Fail early, with the fix, when the cache folder cannot be written."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(folder / ".write-test", b"")
-        (folder / ".write-test").unlink()
+        # A uniquely named probe: ranks check the same folder at the same time.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
     except OSError as err:
         raise CacheError(
             f"cannot write the feature cache to {folder} ({err}): set cache.dir to a writable "

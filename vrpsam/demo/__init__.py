@@ -82,7 +82,15 @@ def ensure_standins(
     return sam_file, backbone_file
 
 
-def train_config(out: Path, data_root: Path, sam_file: Path, backbone_file: Path, settings: dict):
+def train_config(
+    out: Path,
+    data_root: Path,
+    sam_file: Path,
+    backbone_file: Path,
+    settings: dict,
+    extra_overrides: tuple[str, ...] = (),
+):
+    """The demo's training config; ``extra_overrides`` come last (precision, seed, ...)."""
     from hydra import compose, initialize_config_dir
 
     from vrpsam.train import CONFIG_PATH
@@ -99,6 +107,7 @@ def train_config(out: Path, data_root: Path, sam_file: Path, backbone_file: Path
         f"paths.output_dir={out}",
         f"paths.run_dir={out / 'run'}",
         "trainer.enable_progress_bar=false",
+        *extra_overrides,
     ]
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         return compose(config_name="train", overrides=overrides)

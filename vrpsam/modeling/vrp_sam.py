@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -9,6 +10,7 @@ from torch import nn
 
 from vrpsam.compat import Switches
 from vrpsam.modeling.backbones import FrozenBackbone, build_backbone
+from vrpsam.modeling.precision import check_frozen_autocast, frozen_autocast_context
 from vrpsam.modeling.sam import FrozenSam, build_sam
 from vrpsam.modeling.vrp_encoder import ReferenceState, VRPEncoder, downsample_mask
 
@@ -84,6 +86,9 @@ class VRPSAM(nn.Module):
         mask_before_high: compute the reference's high features on mask-multiplied pre-high
             features (paper/PFENet). False is a faster deviation: high features of the unmasked
             reference (cacheable), masked afterwards.
+        frozen_autocast: whether the frozen encoders follow an enclosing autocast: ``auto``
+            (where the hardware has native low precision), ``on`` or ``off`` (see
+            :mod:`vrpsam.modeling.precision`).
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class VRPSAM(nn.Module):
         sam: FrozenSam,
         switches: Switches | None = None,
         mask_before_high: bool = True,
+        frozen_autocast: str = "auto",
     ) -> None:
         super().__init__()
         if encoder.dim != sam.embed_dim:
@@ -103,6 +109,7 @@ class VRPSAM(nn.Module):
         self.sam = sam
         self.switches = switches or Switches()
         self.mask_before_high = mask_before_high
+        self.frozen_autocast = check_frozen_autocast(frozen_autocast)
         self.build_spec: dict = {}  # filled by build_vrp_sam; what an export needs to rebuild
 
     @property
@@ -111,21 +118,27 @@ class VRPSAM(nn.Module):
         paper's pseudo-mask), so that only the pre-high features can be computed ahead."""
         return self.mask_before_high and self.backbone.masks_before_high
 
+    def frozen_precision(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """Context in which the frozen encoders run on ``device`` (see ``frozen_autocast``)."""
+        return frozen_autocast_context(self.frozen_autocast, device.type)
+
     @torch.no_grad()
     def reference_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Annotation-independent reference features of (N, 3, H, W) images: (mid, pre_high),
         or (mid, high) when the high features need no mask (see
         :attr:`reference_high_needs_mask`)."""
-        mid, pre_high = self.backbone.mid(images)
-        if self.reference_high_needs_mask:
-            return mid, pre_high
-        return mid, self.backbone.high(pre_high)
+        with self.frozen_precision(images.device):
+            mid, pre_high = self.backbone.mid(images)
+            if self.reference_high_needs_mask:
+                return mid, pre_high
+            return mid, self.backbone.high(pre_high)
 
     @torch.no_grad()
     def target_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Target features (mid, high) of (N, 3, H, W) images; they depend on nothing else."""
-        mid, pre_high = self.backbone.mid(images)
-        return mid, self.backbone.high(pre_high)
+        with self.frozen_precision(images.device):
+            mid, pre_high = self.backbone.mid(images)
+            return mid, self.backbone.high(pre_high)
 
     def reference_state(
         self,
@@ -149,7 +162,7 @@ class VRPSAM(nn.Module):
         if features is None:
             features = self.reference_features(reference_images.flatten(0, 1))
         mid, second = (f.to(masks.dtype) for f in features)
-        with torch.no_grad():
+        with torch.no_grad(), self.frozen_precision(masks.device):
             grid_mask = downsample_mask(masks, mid.shape[-2:], self.switches.mask_downsample)
             high = second
             if self.reference_high_needs_mask:
@@ -213,7 +226,8 @@ class VRPSAM(nn.Module):
         """SAM decoding of prompts (B, N, C) → mask logits (B, 1, H, W) on the targets' frame,
         and SAM's predicted IoU (B, 1) when ``return_iou``."""
         if image_embeddings is None:
-            image_embeddings = self.sam.encode(target_images, target_sizes)
+            with self.frozen_precision(target_images.device):
+                image_embeddings = self.sam.encode(target_images, target_sizes)
         low_res, iou = self.sam.decode(image_embeddings.to(prompts.dtype), prompts)
         frames = self.sam.frame_sizes(target_images, target_sizes)
         logits = self.sam.postprocess(low_res, tuple(target_images.shape[-2:]), frames)
@@ -273,6 +287,7 @@ def build_vrp_sam(
     backbone_kwargs: dict | None = None,
     sam_kwargs: dict | None = None,
     sam_image_encoder: bool = True,
+    frozen_autocast: str = "auto",
 ) -> VRPSAM:
     """Build VRP-SAM. With no checkpoint paths it builds random weights and reads no file.
 
@@ -288,6 +303,7 @@ def build_vrp_sam(
         backbone_kwargs, sam_kwargs: size overrides passed to the backbone / tiny-SAM builders.
         sam_image_encoder: False skips SAM's image encoder (image embeddings come from a
             feature cache); not part of the architecture an export records.
+        frozen_autocast: see :class:`VRPSAM`; a run-time setting, not recorded in exports.
     """
     switches = Switches.resolve(
         official_compat=official_compat,
@@ -322,6 +338,7 @@ def build_vrp_sam(
         sam=frozen_sam,
         switches=switches,
         mask_before_high=mask_before_high,
+        frozen_autocast=frozen_autocast,
     )
     # Everything needed to rebuild this architecture (weight paths excluded): exports store it.
     model.build_spec = {
