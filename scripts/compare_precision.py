@@ -70,7 +70,7 @@ def markdown(runs: list[dict], summary: dict, test_episodes: int) -> str:
             )
     if "gap_bf16_minus_fp32" in summary:
         gap = summary["gap_bf16_minus_fp32"]
-        lines += ["", f"bf16 - fp32: mIoU {gap['miou']:+.1f}, FB-IoU {gap['fbiou']:+.1f}"]
+        lines += ["", f"bf16 - fp32: mIoU {gap['miou']:+.2f}, FB-IoU {gap['fbiou']:+.2f}"]
     return "\n".join(lines) + "\n"
 
 
