@@ -24,6 +24,7 @@ from pathlib import Path
 
 from vrpsam.demo import SETTINGS, ensure_data, ensure_standins, train_config
 from vrpsam.fileio import atomic_write_json, atomic_write_text
+from vrpsam.train import train
 
 PRECISIONS = ("32-true", "bf16-mixed")
 
@@ -108,8 +109,6 @@ def main(argv: list[str] | None = None) -> None:
                                  f"data.test_episode_list={episodes}",
                                  "test_before_training=false"),
             )  # fmt: skip
-            from vrpsam.train import train
-
             began = time.perf_counter()
             metrics, _ = train(cfg)
             seconds = time.perf_counter() - began

@@ -8,6 +8,7 @@ tensors, which come from their own files.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from vrpsam.feature_store import FrozenFeatureStore
 from vrpsam.losses import bce_dice_loss
 from vrpsam.metrics import FewShotIoU
+from vrpsam.modeling.precision import emulation_warning
 from vrpsam.modeling.vrp_sam import VRPSAM
 
 FROZEN_PREFIXES = ("model.backbone.", "model.sam.")
@@ -41,6 +43,14 @@ class FewShotModule(L.LightningModule):
         self.overlays: list[dict[str, torch.Tensor]] = []
         self.metrics: dict[str, FewShotIoU] = {}
         self.results: dict[str, dict] = {}  # last computed metrics per stage (percent)
+        self._warned_precision = False
+
+    def setup(self, stage: str) -> None:
+        # Here rather than in each entry point: training, evaluation and the baselines all pass.
+        slow = emulation_warning(self.trainer.precision, self.trainer.strategy.root_device.type)
+        if slow and not self._warned_precision:
+            warnings.warn(slow, stacklevel=2)
+            self._warned_precision = True
 
     # --- evaluation --------------------------------------------------------------------------
 

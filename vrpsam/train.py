@@ -11,7 +11,6 @@ config (``.hydra/``) and the logger's files (CSV by default). ``ckpt_path=last``
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from vrpsam.cache.run import model_overrides, open_caches
 from vrpsam.callbacks import RunReport
 from vrpsam.data.folds import check_fold
 from vrpsam.lit_module import VRPSAMModule
-from vrpsam.modeling.precision import emulation_warning
 from vrpsam.runtime import episode_list_path, per_process_batch, world_size
 
 CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
@@ -99,9 +97,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=instantiate_loggers(cfg)
     )
-    slow = emulation_warning(trainer.precision, trainer.strategy.root_device.type)
-    if slow:
-        warnings.warn(slow, stacklevel=2)
     report = next((c for c in callbacks if isinstance(c, RunReport)), None)
     if cfg.get("test_before_training") and not cfg.get("ckpt_path"):
         if report is not None:

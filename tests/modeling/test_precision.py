@@ -10,6 +10,12 @@ from vrpsam.modeling.precision import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _restore_the_default(small_model):
+    yield
+    small_model.frozen_autocast = "auto"  # the model is shared by the module's tests
+
+
 def frozen_dtype(model, setting, size=32):
     """The dtype of the target's frozen features under CPU bf16 autocast with ``setting``."""
     model.frozen_autocast = setting
@@ -20,11 +26,8 @@ def frozen_dtype(model, setting, size=32):
 
 
 def test_off_keeps_the_frozen_encoders_in_fp32_and_on_follows_autocast(small_model):
-    try:
-        assert frozen_dtype(small_model, "off") == torch.float32
-        assert frozen_dtype(small_model, "on") == torch.bfloat16
-    finally:
-        small_model.frozen_autocast = "auto"
+    assert frozen_dtype(small_model, "off") == torch.float32
+    assert frozen_dtype(small_model, "on") == torch.bfloat16
 
 
 def test_auto_follows_autocast_only_where_the_cpu_has_native_bf16(small_model):
@@ -44,7 +47,6 @@ def test_the_learnable_path_stays_mixed_when_the_frozen_encoders_do_not(small_mo
         with torch.autocast("cpu", dtype=torch.bfloat16):
             small_model.prompt_embeddings(targets, references, masks)
     finally:
-        small_model.frozen_autocast = "auto"
         for hook in hooks:
             hook.remove()
     assert seen and set(seen) == {torch.bfloat16}
@@ -55,7 +57,6 @@ def test_without_autocast_every_setting_computes_in_fp32(small_model):
         small_model.frozen_autocast = setting
         mid, _ = small_model.target_features(torch.randn(1, 3, 32, 32))
         assert mid.dtype == torch.float32
-    small_model.frozen_autocast = "auto"
 
 
 def test_an_unknown_setting_is_refused_with_the_choices():
