@@ -4,11 +4,24 @@
 of them on trees of up to ``sample`` images per list, else an evenly spaced sample; ``full=True``
 decodes all); masks may hold only 0..20 and 255; COCO jsons must match their image folders. Then
 each fold's splits are built through the real readers and counted.
+
+What it finds is sorted in two kinds:
+
+* *problems* make the tree unusable as it is, and the exit status non-zero: missing, corrupt or
+  unreadable files, listed ids without files, unknown label values, a COCO json that does not match
+  its images, a fold split the readers cannot build;
+* *notes* are facts to know about a sound tree: the list mode, the size threshold in use, the
+  share of training images held out for ``val``, and thin classes. A class with fewer than 2 images
+  in a fold split cannot form a 1-shot episode (reference + target) there, one with fewer than 6 no
+  5-shot episode; training and evaluation skip such classes with a warning.
+
+A synthetic tree (one with :data:`~vrpsam.data.synthetic.MARKER`) is read with the size threshold
+it was made for unless one is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +32,9 @@ from vrpsam.data.base import SPLITS
 from vrpsam.data.coco import CocoSource
 from vrpsam.data.coco_index import load_index
 from vrpsam.data.fileio import DatasetError, read_id_list, read_label_png, read_rgb
-from vrpsam.data.folds import NUM_FOLDS, PASCAL_CLASSES
-from vrpsam.data.pascal import PascalSource, check_label_values
+from vrpsam.data.folds import NUM_FOLDS, PASCAL_CLASSES, class_name
+from vrpsam.data.pascal import PFENET_MIN_PIXELS, PascalSource, check_label_values
+from vrpsam.data.synthetic import MARKER, SHOTS_GOAL, recorded_min_pixels
 
 _ERRORS = (OSError, DatasetError, ValueError, KeyError)
 
@@ -33,29 +47,50 @@ class VerifyReport:
         dataset: ``"pascal"`` or ``"coco"``.
         root: the tree checked.
         problems: one sentence per problem; the tree is sound when empty.
-        notes: facts worth knowing that are not problems (sampling, list mode, thin classes).
+        notes: facts worth knowing that are not problems (list mode, size threshold, sampling).
+        thin: one line per fold split with classes too thin for 1-shot or 5-shot episodes (notes
+            too: such classes are skipped with a warning, the tree stays usable).
         rows: ``(fold, split, images, classes, min images per class, max images per class)``.
+        holdout: ``(fold, images in val, images in train + val)``: the share held out for model
+            selection.
     """
 
     dataset: str
     root: Path
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    thin: list[str] = field(default_factory=list)
     rows: list[tuple[int, str, int, int, int, int]] = field(default_factory=list)
+    holdout: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when no problem was found."""
+        """True when no problem was found (notes do not count)."""
         return not self.problems
 
     def format(self) -> str:
-        """A human-readable report: the fold table, notes and problems."""
+        """A human-readable report: the fold table, the held-out shares, notes and problems."""
         lines = [f"{self.dataset} tree at {self.root}"]
         if self.rows:
             head = ("fold", "split", "images", "classes", "min/class", "max/class")
             lines.append("  ".join(f"{h:>9}" for h in head))
             lines += ["  ".join(f"{v:>9}" for v in row) for row in self.rows]
+        if self.holdout:
+            shares = ", ".join(
+                f"fold {f} {held}/{total} ({held / max(total, 1):.1%})"
+                for f, held, total in self.holdout
+            )
+            lines.append(
+                f"held out for val (model selection), of each fold's training images: {shares}"
+            )
         lines += [f"note: {n}" for n in self.notes]
+        if self.thin:
+            lines.append(
+                f"note: thin classes (a 1-shot episode needs {SHOTS_GOAL[0]} images of a class, a "
+                f"5-shot one {SHOTS_GOAL[1]}; training and evaluation skip a class short of that, "
+                "with a warning):"
+            )
+            lines += [f"  {line}" for line in self.thin]
         lines += [f"PROBLEM: {p}" for p in self.problems]
         lines.append("OK" if self.ok else f"{len(self.problems)} problem(s) found")
         return "\n".join(lines)
@@ -76,32 +111,71 @@ def _missing(report: VerifyReport, path: Path, what: str) -> bool:
     return True
 
 
+def _size_threshold(report: VerifyReport, options: dict[str, Any], key: str) -> None:
+    """Use the threshold a synthetic tree's marker records unless ``options`` give one; note it."""
+    if key not in options:
+        marker = report.root / MARKER
+        if marker.is_file():
+            value = recorded_min_pixels(report.root)
+            if value is None:
+                report.notes.append(
+                    f"{marker} records no size threshold (older generator): the default applies; "
+                    "pass --min-pixels (400 suits 128-256 px images) or rewrite the tree"
+                )
+            else:
+                options[key] = value
+                report.notes.append(
+                    f"size threshold: {key}={value}, recorded in {MARKER} (the synthetic tree was "
+                    "made for it); --min-pixels overrides it"
+                )
+                return
+        report.notes.append(f"size threshold: {key}={PFENET_MIN_PIXELS} (default, PFENet's rule)")
+    else:
+        report.notes.append(f"size threshold: {key}={options[key]}")
+
+
+def _class_list(dataset: str, classes: list[int], limit: int = 8) -> str:
+    shown = [f"{c} {class_name(dataset, c)}" for c in classes[:limit]]
+    return ", ".join(shown) + (f", +{len(classes) - limit} more" if len(classes) > limit else "")
+
+
+def _thin_line(dataset: str, fold: int, split: str, sizes: Mapping[int, int]) -> str | None:
+    """One note line for the classes of a fold split too thin for 1-shot or 5-shot episodes."""
+    one, five = SHOTS_GOAL
+    no_episode = sorted(c for c, n in sizes.items() if n < one)
+    no_five = sorted(c for c, n in sizes.items() if one <= n < five)
+    parts = []
+    if no_episode:
+        shown = _class_list(dataset, no_episode)
+        parts.append(f"{len(no_episode)} with < {one} images, no episode ({shown})")
+    if no_five and len(no_five) == len(sizes):
+        parts.append(f"all {len(no_five)} with < {five}, no 5-shot")
+    elif no_five:
+        parts.append(f"{len(no_five)} with < {five}, no 5-shot ({_class_list(dataset, no_five)})")
+    return f"fold {fold} {split}: " + "; ".join(parts) if parts else None
+
+
 def _summarise(report: VerifyReport, build: Callable[[int, str], Any]) -> None:
-    """Build every fold/split through the real readers and add a table row for each."""
+    """Build every fold/split through the real readers; add table rows, shares and notes."""
     for fold in range(NUM_FOLDS):
+        images: dict[str, int] = {}
         for split in SPLITS:
             try:
                 source = build(fold, split)
             except _ERRORS as error:
                 report.problems.append(f"fold {fold} {split}: {error}")
                 continue
-            sizes = {c: len(ids) for c, ids in source.image_ids_by_class().items()}
-            images = len(set().union(*source.image_ids_by_class().values()))
-            row = (fold, split, images, len(sizes), min(sizes.values()), max(sizes.values()))
-            report.rows.append(row)
-            few = sorted(c for c, n in sizes.items() if n < 2)
-            if few:
-                shown = ", ".join(map(str, few[:10])) + (", ..." if len(few) > 10 else "")
-                report.problems.append(
-                    f"fold {fold} {split}: {len(few)} classes ({shown}) have fewer than 2 images, "
-                    "too few for a 1-shot episode (reference + target); small images may need a "
-                    "lower size threshold (--min-pixels)"
-                )
-            thin = sorted(c for c, n in sizes.items() if 2 <= n < 6)
-            if thin:
-                report.notes.append(
-                    f"fold {fold} {split}: {len(thin)} classes have < 6 images (too few for 5-shot)"
-                )
+            by_class = source.image_ids_by_class()
+            sizes = {c: len(ids) for c, ids in by_class.items()}
+            images[split] = len(set().union(*by_class.values()))
+            report.rows.append(
+                (fold, split, images[split], len(sizes), min(sizes.values()), max(sizes.values()))
+            )
+            line = _thin_line(report.dataset, fold, split, sizes)
+            if line:
+                report.thin.append(line)
+        if "train" in images and "val" in images:
+            report.holdout.append((fold, images["val"], images["train"] + images["val"]))
 
 
 def verify_pascal(
@@ -164,6 +238,8 @@ def verify_pascal(
     if report.problems:
         report.notes.append("fold table skipped until the problems below are fixed")
         return report
+    options = dict(options)
+    _size_threshold(report, options, "min_pixels")
     options.setdefault("pixel_counts", counts)
     try:
         report.notes.append(
@@ -222,6 +298,8 @@ def verify_coco(
     if report.problems:
         report.notes.append("fold table skipped until the problems below are fixed")
         return report
+    options = dict(options)
+    _size_threshold(report, options, "min_area")
 
     def build(fold: int, split: str) -> CocoSource:
         index = indexes["val2014" if split == "test" else "train2014"]
