@@ -44,10 +44,8 @@ def test_export_refuses_other_frozen_weights_and_another_backbone(trained, tmp_p
     model, sam_path, backbone_path = trained
     export_model(model, tmp_path, sam_checkpoint=sam_path, backbone_checkpoint=backbone_path)
     other = tmp_path / "other_sam.pth"
-    torch.save(
-        build_vrp_sam(backbone="resnet18", sam="tiny", sam_kwargs=SAM_KW).sam.sam.state_dict(),
-        other,
-    )
+    state = model.sam.sam.state_dict()
+    torch.save({k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}, other)
     with pytest.raises(WeightFileError, match="trained on SAM weights"):
         load_export(tmp_path, sam_checkpoint=other, backbone_checkpoint=backbone_path)
     with pytest.raises(ValueError, match="trained with backbone 'resnet18'"):
@@ -97,7 +95,7 @@ def test_predictor_k_shot_and_bad_references(trained):
     with pytest.raises(RuntimeError, match="set_reference"):
         predictor.predict(image)
     predictor.set_reference(image, points=[(10, 10), (40, 50)])
-    predictor.set_reference(image, scribble=[[(5, 5), (60, 40), (90, 20)]])
+    predictor.add_reference(image, scribble=[[(5, 5), (60, 40), (90, 20)]])
     assert predictor.shots == 2
     mask, _, _ = predictor.predict(np.zeros((60, 80, 3), dtype=np.uint8))
     assert mask.shape == (60, 80)

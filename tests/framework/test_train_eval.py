@@ -163,21 +163,23 @@ def test_predict_cli_writes_masks_and_refuses_bad_targets(
     folder.mkdir()
     for image in images[1:]:
         (folder / image.name).write_bytes(image.read_bytes())
-    written = predict(
+    report = predict(
         compose_cfg(
             "predict", tmp_path, *common, f"targets={folder}", f"out_dir={tmp_path / 'pred'}"
         )
     )
-    assert len(written) == 2 and all(p.is_file() for p in written)
+    written = report.written
+    assert len(written) == 2 and all(p.is_file() for p in written) and not report.failed
     assert set(np.unique(np.asarray(Image.open(written[0])))) <= {0, 255}
     not_image = tmp_path / "notes.jpg"
     not_image.write_text("not an image")
-    with pytest.raises(ValueError, match="not a readable image"):
-        predict(
-            compose_cfg(
-                "predict", tmp_path, *common, f"targets={not_image}", f"out_dir={tmp_path / 'p2'}"
-            )
+    report = predict(
+        compose_cfg(
+            "predict", tmp_path, *common, f"targets={not_image}", f"out_dir={tmp_path / 'p2'}"
         )
+    )
+    assert not report.written and [path for path, _ in report.failed] == [not_image]
+    assert "not a readable image" in report.failed[0][1]
     with pytest.raises(FileNotFoundError, match="no target images"):
         predict(
             compose_cfg(
