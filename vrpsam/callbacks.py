@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,21 @@ import lightning as L
 from vrpsam.fileio import atomic_write, atomic_write_json
 from vrpsam.reports import plot_overlays, plot_training_curve
 
+logger = logging.getLogger(__name__)
+
 
 class RunReport(L.Callback):
     """Collects the training loss and validation metrics, and writes on rank 0:
 
-    * ``metrics.json``: best and last validation mIoU/FB-IoU, the history, test metrics when a
-      test ran, the best checkpoint path;
+    * ``metrics.json``: steps, epochs (completed, and as a fraction of the epoch length), best and
+      last validation mIoU/FB-IoU, the history, test metrics when a test ran (before and after
+      training, labelled), the best checkpoint path;
     * ``training_curve.png``: training loss and validation mIoU against the step.
 
     The history is part of the callback's checkpoint state, so a resumed run keeps it.
     """
 
-    def __init__(self, *, out_dir: str | Path, loss_every: int = 10) -> None:
+    def __init__(self, *, out_dir: str | Path, loss_every: int = 1) -> None:
         self.out_dir = Path(out_dir)
         self.loss_every = loss_every
         self.losses: list[tuple[int, float]] = []
@@ -44,7 +48,7 @@ class RunReport(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if outputs is not None and (step % self.loss_every == 0 or step == 1):
+        if outputs is not None and step % self.loss_every == 0:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             self.losses.append((step, float(loss.detach())))
 
@@ -65,8 +69,22 @@ class RunReport(L.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         self.write(trainer)
 
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.global_rank == 0:
+            self.write(trainer)
+            logger.warning(interrupted_hint(self.out_dir, trainer.global_step))
+
     def on_test_end(self, trainer, pl_module) -> None:
         results = dict(pl_module.results.get("test", {}))
+        if trainer.global_rank == 0 and results:
+            label = "before training" if self.phase == "before" else "after training"
+            logger.info(
+                "test %s: mIoU %.2f, FB-IoU %.2f on %d episodes",
+                label,
+                results["miou"],
+                results["fbiou"],
+                results["episodes"],
+            )
         if self.phase == "before":
             self.test_before = results
         else:
@@ -81,9 +99,14 @@ class RunReport(L.Callback):
     def summary(self, trainer) -> dict[str, Any]:
         best = max(self.validation, key=lambda r: r["miou"], default=None)
         checkpoint = getattr(trainer, "checkpoint_callback", None)
+        per_epoch = trainer.num_training_batches
+        per_epoch = per_epoch if isinstance(per_epoch, int) and per_epoch > 0 else None
         return {
             "steps": trainer.global_step,
-            "epochs": trainer.current_epoch,
+            # Completed epochs, and the steps as a fraction of an epoch (a run stopped by
+            # max_steps in its first epoch has 0 completed and, say, 0.19 run).
+            "epochs_completed": trainer.global_step // per_epoch if per_epoch else None,
+            "epochs": round(trainer.global_step / per_epoch, 3) if per_epoch else None,
             "val_best": best,
             "val_last": self.validation[-1] if self.validation else None,
             "val_history": self.validation,
@@ -114,9 +137,38 @@ class RunReport(L.Callback):
             )
 
 
+def interrupted_hint(run_dir: Path, step: int) -> str:
+    """What a user can do after stopping a run with Ctrl-C."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return (
+            f"training interrupted at step {step}, before its first epoch ended: no checkpoint "
+            "was written, so there is nothing to resume; run the command again"
+        )
+    return (
+        f"training interrupted at step {step}. To resume from the last finished epoch ({last}), "
+        f"run the same command with: hydra.run.dir={run_dir} ckpt_path=last (the unfinished "
+        "epoch is run again)"
+    )
+
+
 def _existing(folder: Path, name: str) -> str | None:
     path = folder / name
     return str(path) if path.is_file() else None
+
+
+class ValidateWhenStopped(L.Callback):
+    """Validate once more when ``trainer.max_steps`` ends training inside an epoch.
+
+    Lightning stops at ``max_steps`` without validating, so a short run (``trainer.max_steps=3``)
+    would end without a validation score and without ``checkpoints/best.ckpt``. Asking the trainer
+    to stop at that step instead makes it validate first, as it does for early stopping.
+    """
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        limit = trainer.max_steps
+        if limit is not None and limit >= 0 and trainer.global_step >= limit:
+            trainer.should_stop = True
 
 
 class StopAfterEpochs(L.Callback):

@@ -1,32 +1,33 @@
 """Exports: learnable weights as ``model.safetensors`` plus a ``config.json`` to rebuild around.
 
 An export holds only the VRP encoder (~6 MB); the frozen SAM and backbone come from their own files
-at load time. ``config.json`` records the architecture (:attr:`VRPSAM.build_spec`), how it was
-trained, its metrics, and fingerprints (SHA-256) of the frozen weight files it was trained on, so
-that loading it onto other frozen weights is refused instead of silently producing garbage.
+at load time. ``config.json`` records the architecture (:attr:`VRPSAM.build_spec`), the protocol
+the model was trained under (every switch), how it was trained (dataset, image size, ...), its
+metrics, and the frozen weight files it was trained on (path, name, SHA-256; see
+:mod:`vrpsam.frozen_weights`), so that loading it onto other frozen weights, or onto none, is
+refused instead of silently producing garbage.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 from vrpsam import __version__
-from vrpsam.fileio import atomic_write, atomic_write_json, sha256_file
+from vrpsam import frozen_weights as frozen
+from vrpsam.fileio import atomic_write, atomic_write_json
 from vrpsam.modeling.vrp_sam import VRPSAM, build_vrp_sam
 from vrpsam.modeling.weights import WeightFileError, load_strict
 
 EXPORT_FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-
-
-def frozen_fingerprint(path: str | Path | None) -> dict | None:
-    """Name and SHA-256 of a frozen weight file; None for random weights."""
-    if path is None:
-        return None
-    return {"file": Path(path).name, "sha256": sha256_file(path)}
+_KEYS = {
+    "sam": "sam_checkpoint=PATH (vrpsam-predict, VRPSAMPredictor.from_export, load_export) or "
+    "model.sam_checkpoint=PATH (vrpsam-eval)",
+    "backbone": "backbone_checkpoint=PATH (vrpsam-predict, VRPSAMPredictor.from_export, "
+    "load_export) or model.backbone_checkpoint=PATH (vrpsam-eval)",
+}
 
 
 def export_model(
@@ -35,6 +36,8 @@ def export_model(
     *,
     sam_checkpoint: str | Path | None = None,
     backbone_checkpoint: str | Path | None = None,
+    frozen_record: dict | None = None,
+    protocol: dict | None = None,
     training: dict | None = None,
     metrics: dict | None = None,
 ) -> Path:
@@ -42,8 +45,12 @@ def export_model(
 
     Args:
         model: a model built by :func:`build_vrp_sam` (it carries its ``build_spec``).
-        sam_checkpoint, backbone_checkpoint: the frozen weight files it was trained with.
-        training: what it was trained on (dataset, fold, shot, seed, ...).
+        sam_checkpoint, backbone_checkpoint: the frozen weight files it was trained with (hashed
+            here unless ``frozen_record`` is given).
+        frozen_record: the training run's record of its frozen files
+            (:func:`vrpsam.frozen_weights.record`).
+        protocol: the protocol it was trained under (:meth:`vrpsam.protocol.Protocol.as_dict`).
+        training: what it was trained on (dataset, fold, shot, image size, ...).
         metrics: its evaluation results.
     """
     from safetensors.torch import save_file
@@ -57,10 +64,8 @@ def export_model(
         "format": EXPORT_FORMAT,
         "vrpsam_version": __version__,
         "model": model.build_spec,
-        "frozen_weights": {
-            "sam": frozen_fingerprint(sam_checkpoint),
-            "backbone": frozen_fingerprint(backbone_checkpoint),
-        },
+        "protocol": protocol,
+        "frozen_weights": frozen_record or frozen.record(sam_checkpoint, backbone_checkpoint),
         "learnable_parameters": sum(v.numel() for v in state.values()),
         "training": training or {},
         "metrics": metrics or {},
@@ -70,7 +75,7 @@ def export_model(
 
 
 def read_export_config(export_dir: str | Path) -> dict:
-    """The ``config.json`` of an export, checked for presence and format."""
+    """The ``config.json`` of an export, checked for presence, syntax and format."""
     export_dir = Path(export_dir)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (export_dir / name).is_file():
@@ -78,25 +83,37 @@ def read_export_config(export_dir: str | Path) -> dict:
                 f"export folder {export_dir} has no {name}; create one with "
                 f"`vrpsam-export ckpt_path=... out_dir=...`"
             )
-    config = json.loads((export_dir / CONFIG_FILE).read_text())
-    if config.get("format") != EXPORT_FORMAT:
-        raise ValueError(
-            f"{export_dir}: export format {config.get('format')} is not {EXPORT_FORMAT}"
+    path = export_dir / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise WeightFileError(
+            f"{path} is not valid JSON ({err}): the export is incomplete or damaged; export the "
+            "checkpoint again with `vrpsam-export ckpt_path=... out_dir=...`"
+        ) from None
+    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise WeightFileError(
+            f"{path}: export format {found!r} is not {EXPORT_FORMAT}; export the checkpoint "
+            "again with this vrpsam version"
         )
     return config
 
 
-def _check_frozen(kind: str, recorded: dict | None, given: str | Path | None, strict: bool) -> None:
-    if not strict or recorded is None or given is None:
-        return
-    actual = sha256_file(given)
-    if actual != recorded["sha256"]:
-        raise WeightFileError(
-            f"the export was trained on {kind} weights {recorded['file']} "
-            f"(sha256 {recorded['sha256'][:12]}…), but {given} differs (sha256 {actual[:12]}…). "
-            f"The VRP encoder only works with the frozen weights it was trained with; pass that "
-            f"file, or check_frozen_weights=False to override."
-        )
+def export_frozen_record(config: dict) -> dict:
+    """The export's record of its frozen files; exports of older versions recorded no path, which
+    is then taken from their training info."""
+    record = config.get("frozen_weights") or {}
+    training = config.get("training", {})
+    out: dict[str, dict | None] = {}
+    for kind in frozen.KINDS:
+        entry = record.get(kind)
+        out[kind] = None if entry is None else {
+            "path": entry.get("path") or training.get(f"{kind}_checkpoint"),
+            "file": entry["file"],
+            "sha256": entry.get("sha256"),
+        }  # fmt: skip
+    return out
 
 
 def load_export(
@@ -107,16 +124,26 @@ def load_export(
     backbone: str | None = None,
     check_frozen_weights: bool = True,
     sam_image_encoder: bool = True,
+    random_frozen_weights: bool = False,
 ) -> VRPSAM:
-    """Rebuild VRP-SAM from an export around the given frozen weight files.
+    """Rebuild VRP-SAM from an export around the frozen weight files it was trained with.
 
     Args:
         export_dir: folder with ``model.safetensors`` and ``config.json``.
-        sam_checkpoint, backbone_checkpoint: frozen weight files (None = random weights).
+        sam_checkpoint, backbone_checkpoint: frozen weight files; None takes the recorded file when
+            it still exists with the same SHA-256, and refuses when it does not.
         backbone: if given, the backbone the caller expects; an export of another one is refused.
-        check_frozen_weights: compare the files' SHA-256 with the ones recorded at export.
+        check_frozen_weights: compare given files' SHA-256 with the ones recorded at training.
         sam_image_encoder: False when image embeddings come from a feature cache.
+        random_frozen_weights: build random frozen weights where a recorded file is missing
+            (meaningless masks; for tests of the plumbing only).
+
+    Raises:
+        FrozenWeightsError: a recorded frozen file is neither given nor found (names it and the
+            argument to pass).
+        WeightFileError: a given file is not the recorded one, or the export is damaged.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     export_dir = Path(export_dir)
@@ -128,22 +155,47 @@ def load_export(
             f"{backbone!r} was asked for; select model/backbone={spec['backbone']} or use another "
             "export"
         )
-    frozen = config.get("frozen_weights", {})
-    for kind in ("sam", "backbone"):
-        if frozen.get(kind) is None and (sam_checkpoint, backbone_checkpoint)[kind == "backbone"]:
-            warnings.warn(
-                f"export {export_dir} was trained on a random-weight {kind}; loading it onto a "
-                f"weight file gives a model that was never trained for it",
-                stacklevel=2,
-            )
-    _check_frozen("SAM", frozen.get("sam"), sam_checkpoint, check_frozen_weights)
-    _check_frozen("backbone", frozen.get("backbone"), backbone_checkpoint, check_frozen_weights)
-    model = build_vrp_sam(
-        **spec,
+    files = resolve_frozen_files(
+        export_frozen_record(config),
         sam_checkpoint=sam_checkpoint,
         backbone_checkpoint=backbone_checkpoint,
-        sam_image_encoder=sam_image_encoder,
+        source=f"export {export_dir}",
+        random_frozen_weights=random_frozen_weights,
+        check_hash=check_frozen_weights,
     )
-    state = load_file(str(export_dir / WEIGHTS_FILE), device="cpu")
+    model = build_vrp_sam(**spec, **files, sam_image_encoder=sam_image_encoder)
+    try:
+        state = load_file(str(export_dir / WEIGHTS_FILE), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise WeightFileError(
+            f"cannot read {export_dir / WEIGHTS_FILE} ({err}): the export is incomplete or "
+            "damaged; export the checkpoint again"
+        ) from None
     load_strict(model.encoder, state, what=f"export {export_dir}")
     return model.eval()
+
+
+def resolve_frozen_files(
+    record: dict,
+    *,
+    sam_checkpoint: str | Path | None,
+    backbone_checkpoint: str | Path | None,
+    source: str,
+    random_frozen_weights: bool = False,
+    check_hash: bool = True,
+) -> dict[str, str | None]:
+    """``{"sam_checkpoint": ..., "backbone_checkpoint": ...}`` to build with (see
+    :func:`vrpsam.frozen_weights.resolve`)."""
+    given = {"sam": sam_checkpoint, "backbone": backbone_checkpoint}
+    return {
+        f"{kind}_checkpoint": frozen.resolve(
+            kind,
+            given=given[kind],
+            recorded=record.get(kind),
+            source=source,
+            keys=_KEYS[kind],
+            random_frozen_weights=random_frozen_weights,
+            check_hash=check_hash,
+        )
+        for kind in frozen.KINDS
+    }

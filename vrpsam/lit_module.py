@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from vrpsam.feature_store import FrozenFeatureStore
 from vrpsam.losses import bce_dice_loss
-from vrpsam.metrics import FewShotIoU
+from vrpsam.metrics import FewShotIoU, intersection_union
 from vrpsam.modeling.precision import emulation_warning
 from vrpsam.modeling.vrp_sam import VRPSAM
 
@@ -79,7 +79,10 @@ class FewShotModule(L.LightningModule):
         predictions, targets = self.predictions(batch, logits)
         self._metric(stage).update(predictions, targets, batch["class_id"].tolist())
         if stage == "test" and self.global_rank == 0 and len(self.overlays) < self.num_overlays:
+            source = self.trainer.datamodule.source("test") if self._trainer else None
             for i in range(min(len(predictions), self.num_overlays - len(self.overlays))):
+                class_id = int(batch["class_id"][i])
+                iu = intersection_union(predictions[i].cpu(), targets[i].cpu())
                 self.overlays.append(
                     {
                         "reference_image": batch["reference_images"][i, 0].cpu(),
@@ -87,7 +90,10 @@ class FewShotModule(L.LightningModule):
                         "target_image": batch["target_image"][i].cpu(),
                         "target_mask": batch["target_mask"][i].cpu(),
                         "prediction": (logits[i, 0] > 0).cpu(),
-                        "class_id": int(batch["class_id"][i]),
+                        "class_id": class_id,
+                        "class_name": source.class_name(class_id) if source else str(class_id),
+                        # The episode's foreground IoU as scored (percent).
+                        "iou": float(100 * iu[1, 0] / max(float(iu[1, 1]), 1.0)),
                     }
                 )
 
@@ -141,8 +147,11 @@ class VRPSAMModule(FewShotModule):
         compile: ``torch.compile`` opt-in: ``"none"``, ``"encoder"`` (the learnable VRP encoder
             and SAM's mask decoder, which every step runs) or ``"all"`` (also the frozen
             backbone and SAM image encoder). The first steps then pay the compilation.
-        run_info: what the run trains on (dataset, fold, shot, frozen weight paths, ...); stored
-            in checkpoints so that exports and evaluations know it.
+        run_info: what the run trains on (dataset, fold, shot, image size, the record of its
+            frozen weight files, ...); stored in checkpoints so that exports and evaluations know
+            it.
+        protocol: the run's protocol (:meth:`vrpsam.protocol.Protocol.as_dict`), stored in
+            checkpoints; a resume under other switches is refused.
         num_overlays: test episodes kept (on rank 0) for the overlay figure.
     """
 
@@ -158,6 +167,7 @@ class VRPSAMModule(FewShotModule):
         feature_caches: dict | None = None,
         compile: str = "none",
         run_info: dict | None = None,
+        protocol: dict | None = None,
         num_overlays: int = 6,
     ) -> None:
         super().__init__(score_original_size=score_original_size, num_overlays=num_overlays)
@@ -178,6 +188,7 @@ class VRPSAMModule(FewShotModule):
             )
         compile_model(model, compile)
         self.run_info = dict(run_info or {})
+        self.protocol = dict(protocol) if protocol else None
 
     # --- forward ---------------------------------------------------------------------------
 
@@ -235,6 +246,7 @@ class VRPSAMModule(FewShotModule):
             "format": CHECKPOINT_FORMAT,
             "build_spec": self.model.build_spec,
             "run_info": self.run_info,
+            "protocol": self.protocol,
             "rng": {"torch": torch.get_rng_state()},
         }
 
@@ -243,6 +255,14 @@ class VRPSAMModule(FewShotModule):
         if info is None:
             raise ValueError("not a vrpsam training checkpoint (no 'vrpsam' section)")
         check_same_architecture(info["build_spec"], self.model.build_spec, "checkpoint")
+        saved = info.get("protocol")
+        if saved and self.protocol and saved != self.protocol:
+            diffs = {k: (v, self.protocol.get(k)) for k, v in saved.items()
+                     if self.protocol.get(k) != v}  # fmt: skip
+            raise ValueError(
+                f"the checkpoint was trained under other protocol switches (checkpoint, this "
+                f"run): {diffs}; resume with the same protocol=... and protocol.* overrides"
+            )
         # Frozen tensors are not stored: take them from the model built around the given files.
         for key, value in self.state_dict().items():
             if key.startswith(FROZEN_PREFIXES):

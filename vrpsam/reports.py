@@ -54,45 +54,72 @@ def denormalise(image: torch.Tensor) -> np.ndarray:
     return (image.float() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
-def tint(
-    image: np.ndarray, mask: np.ndarray, color=(1.0, 0.1, 0.1), alpha: float = 0.6
-) -> np.ndarray:
-    """Grey ``image`` (H, W, 3) in [0, 1] with ``color`` blended in where ``mask`` (H, W) is set;
-    greying first keeps the mask readable on colourful images."""
-    grey = image.mean(axis=2, keepdims=True).repeat(3, axis=2) * 0.8 + 0.1
+# Overlay colours (RGB in [0, 1]): annotation, ground truth, prediction.
+ANNOTATION_COLOR = (0.1, 0.85, 0.2)
+TRUTH_COLOR = (0.15, 0.45, 1.0)
+PREDICTION_COLOR = (1.0, 0.15, 0.1)
+
+
+def tint(image: np.ndarray, mask: np.ndarray, color, alpha: float = 0.35) -> np.ndarray:
+    """``image`` (H, W, 3) in [0, 1] in its own colours, ``color`` blended in where ``mask``
+    (H, W) is set: the object's colour and texture stay visible under the tint."""
+    out = image.copy()
     sel = mask.astype(bool)
-    grey[sel] = (1 - alpha) * grey[sel] + alpha * np.asarray(color)
-    return grey
+    out[sel] = (1 - alpha) * out[sel] + alpha * np.asarray(color)
+    return out
+
+
+def outline(image: np.ndarray, mask: np.ndarray, color, width: int = 1) -> np.ndarray:
+    """``image`` with the boundary of ``mask`` drawn in ``color`` (a band ``width`` px wide)."""
+    import cv2
+
+    binary = mask.astype(np.uint8)
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    edge = (cv2.dilate(binary, kernel) > 0) & ~(cv2.erode(binary, kernel) > 0)
+    out = image.copy()
+    out[edge] = np.asarray(color)
+    return out
 
 
 def plot_overlays(
     episodes: Sequence[dict], path: str | Path, class_names: dict | None = None
 ) -> None:
-    """One row per episode: reference + annotation, target + ground truth, target + prediction."""
+    """One row per episode: the reference with its annotation (green), the target with the
+    ground truth outlined (blue), the target with the prediction tinted and outlined (red); each
+    row names the class and the episode's IoU, and a legend explains the colours."""
+    from matplotlib.patches import Patch
+
     plt = _pyplot()
     rows = max(len(episodes), 1)
-    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), dpi=80, squeeze=False)
+    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows + 0.6), dpi=90, squeeze=False)
     for row, episode in enumerate(episodes):
         target = denormalise(episode["target_image"])
         truth = (episode["target_mask"] == 1).numpy()
+        annotation = episode["reference_mask"].numpy() > 0
+        prediction = episode["prediction"].numpy()
+        reference = denormalise(episode["reference_image"])
+        name = episode.get("class_name") or (class_names or {}).get(
+            episode["class_id"], f"class {episode['class_id']}"
+        )
+        iou = episode.get("iou")
         panels = [
-            (
-                tint(
-                    denormalise(episode["reference_image"]),
-                    episode["reference_mask"].numpy(),
-                    (0.1, 0.9, 0.1),
-                ),
-                "reference + annotation",
-            ),
-            (tint(target, truth, (0.1, 0.4, 1.0)), "target + ground truth"),
-            (tint(target, episode["prediction"].numpy()), "prediction"),
-        ]
-        name = (class_names or {}).get(episode["class_id"], str(episode["class_id"]))
+            (outline(tint(reference, annotation, ANNOTATION_COLOR, 0.5), annotation,
+                     ANNOTATION_COLOR), f"reference: {name}"),
+            (outline(target, truth, TRUTH_COLOR), "target, ground truth"),
+            (outline(tint(target, prediction, PREDICTION_COLOR), prediction, PREDICTION_COLOR),
+             "prediction" + ("" if iou is None else f", IoU {iou:.1f}%")),
+        ]  # fmt: skip
         for col, (image, title) in enumerate(panels):
             axes[row, col].imshow(image)
-            axes[row, col].set_title(f"{title}\n{name}" if col == 0 else title, fontsize=8)
+            axes[row, col].set_title(title, fontsize=9)
             axes[row, col].axis("off")
-    fig.tight_layout()
+    handles = [
+        Patch(color=ANNOTATION_COLOR, label="reference annotation"),
+        Patch(color=TRUTH_COLOR, label="ground truth (outline)"),
+        Patch(color=PREDICTION_COLOR, label="prediction"),
+    ]
+    fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3 * rows + 0.6)))
     fig.savefig(path, format="png")
     plt.close(fig)
 

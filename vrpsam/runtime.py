@@ -39,12 +39,52 @@ def per_process_batch(total: int, processes: int) -> int:
     return total // processes
 
 
-def episode_list_path(data_cfg: Any, output_dir: str | Path, *, seed: int, n: int) -> Path:
-    """Where the fixed test episode list of (dataset tree, fold, shot, seed, n) lives, unless the
-    config names a file: one list per setting, shared by every method and every world size."""
+def episode_list_path(
+    data_cfg: Any, output_dir: str | Path, *, seed: int, n: int, shot: int, sampling: str
+) -> Path:
+    """Where the fixed test episode list of (dataset tree, fold, shot, sampling rule, seed, n)
+    lives, unless the config names a file: one list per setting, shared by every method and every
+    world size. ``shot`` is the run's (``eval.shot`` for an evaluation, not ``data.shot``)."""
     given = data_cfg.get("test_episode_list")
     if given:
         return Path(given)
     tree = hashlib.sha256(os.path.abspath(str(data_cfg.root)).encode()).hexdigest()[:8]
-    name = f"{data_cfg.dataset}_fold{data_cfg.fold}_shot{data_cfg.shot}_seed{seed}_n{n}_{tree}.json"
+    name = (
+        f"{data_cfg.dataset}_fold{data_cfg.fold}_shot{shot}_{sampling}_seed{seed}_n{n}_{tree}.json"
+    )
     return Path(output_dir) / "episodes" / name
+
+
+# Library messages that tell a vrpsam user nothing they can act on: the frozen SAM and backbone
+# are in eval mode on purpose; the pytree deprecation is between Lightning and torch; device
+# availability lines and an advertisement are printed on every run.
+_QUIET_WARNINGS = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+    # Short runs (the demo, debug=limit) have fewer batches than the logging interval.
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
+)
+_QUIET_LOG_LINES = ("GPU available:", "TPU available:", "💡 Tip:", "Loading `train_dataloader`")
+
+
+class _DropLines:
+    """A logging filter that drops records starting with any of ``prefixes``."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        self.prefixes = prefixes
+
+    def filter(self, record) -> bool:
+        return not str(record.getMessage()).startswith(self.prefixes)
+
+
+def quiet_library_noise() -> None:
+    """Silence the library warnings and log lines above (idempotent); call in each entry point."""
+    import logging
+    import warnings
+
+    for pattern in _QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _DropLines) for f in target.filters):
+            target.addFilter(_DropLines(_QUIET_LOG_LINES))

@@ -32,6 +32,12 @@ class FakeSource:
             c: sorted(i for i, present in self.images.items() if c in present) for c in self.classes
         }
 
+    def image_order(self) -> list[str]:
+        return sorted(i for i, present in self.images.items() if set(present) & set(self.classes))
+
+    def classes_present(self, image_id: str) -> tuple[int, ...]:
+        return tuple(c for c in self.images[image_id] if c in self.classes)
+
     def _size(self, image_id: str) -> tuple[int, int]:
         index = int(image_id[3:])
         return 40 + 7 * (index % 5), 50 + 5 * (index % 3)

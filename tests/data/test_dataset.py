@@ -7,7 +7,8 @@ from fakes import FakeSource, make_source
 
 from vrpsam.data.base import IGNORE_INDEX, Episode
 from vrpsam.data.dataset import EpisodeDataset, EpisodeIndexSampler, collate_episodes
-from vrpsam.data.episodes import TrainingEpisodeSampler, make_test_episodes, shard_indices
+from vrpsam.data.episodes import shard_indices
+from vrpsam.data.sampling import TrainingEpisodeSampler, make_test_episodes
 from vrpsam.data.transforms import ResizeNormalize
 
 SIZE = 64

@@ -7,14 +7,11 @@ import pytest
 from fakes import make_source
 
 from vrpsam.data.base import Episode
-from vrpsam.data.episodes import (
+from vrpsam.data.episodes import load_episodes, save_episodes, shard_episodes, shard_indices
+from vrpsam.data.sampling import (
     TrainingEpisodeSampler,
-    load_episodes,
     make_test_episodes,
     make_validation_episodes,
-    save_episodes,
-    shard_episodes,
-    shard_indices,
 )
 
 
@@ -128,11 +125,13 @@ def test_shard_rejects_bad_rank():
         shard_indices(10, 2, 2)
 
 
-def test_class_with_too_few_images_is_a_clear_error_not_a_hang():
+def test_test_list_skips_a_class_that_cannot_form_an_episode_with_one_warning_naming_it():
     source = make_source(classes=(1, 2, 3), images_per_class=6, extra={3: 1})
-    with pytest.raises(ValueError, match=r"\{3: 1\}"):
-        make_test_episodes(source, shot=1, seed=0, n=10)
-    with pytest.raises(ValueError, match="fewer than shot"):
+    with pytest.warns(UserWarning, match=r"classes 3 \(class3\).*\{3: 1\}") as caught:
+        episodes = make_test_episodes(source, shot=1, seed=0, n=10)
+    assert len([w for w in caught if "left out" in str(w.message)]) == 1
+    assert {e.class_id for e in episodes} == {1, 2}
+    with pytest.raises(ValueError, match="no class with shot"), pytest.warns(UserWarning):
         make_test_episodes(make_source(images_per_class=3), shot=5, seed=0, n=10)
 
 

@@ -15,12 +15,22 @@ def load_script():
 
 def test_fold_table_has_one_column_per_fold_and_the_mean():
     results = [
-        {"method": "vrpsam", "shot": 1, "annotation": "mask", "fold": f, "miou": m, "fbiou": 70.0}
+        {"method": "vrpsam", "shot": 1, "annotation": "mask", "fold": f, "miou": m, "fbiou": 70.0,
+         "protocol": "official", "protocol_changes": {}}
         for f, m in enumerate([73.9, 78.3, 70.6, 65.0])
-    ]
+    ]  # fmt: skip
     table = load_script().fold_table(results)
     row = table.splitlines()[2]
-    assert row == "| vrpsam | 1 | mask | 73.9 | 78.3 | 70.6 | 65.0 | 72.0 | 70.0 |"
+    assert row == "| vrpsam | official | 1 | mask | 73.9 | 78.3 | 70.6 | 65.0 | 72.0 | 70.0 |"
+
+
+def test_a_protocol_with_changed_switches_gets_its_own_marked_row():
+    base = {"shot": 1, "annotation": "mask", "fold": 0, "miou": 50.0, "fbiou": 60.0}
+    table = load_script().fold_table([
+        {**base, "protocol": "default", "protocol_changes": {}},
+        {**base, "protocol": "default", "protocol_changes": {"score_original_size": False}},
+    ])  # fmt: skip
+    assert "| vrpsam | default | 1 |" in table and "| vrpsam | default* | 1 |" in table
 
 
 def test_missing_folds_are_marked_partial():

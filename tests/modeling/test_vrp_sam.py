@@ -123,15 +123,16 @@ def test_unknown_names_list_the_choices(backbone, sam):
         build_vrp_sam(backbone=backbone, sam=sam)
 
 
-def test_official_compat_switches_every_official_behaviour_at_once():
+def test_official_compat_switches_every_official_model_behaviour_at_once():
     model = build_vrp_sam(
         backbone="resnet18", sam="tiny", official_compat=True, sam_kwargs={"image_size": 128}
     )
     assert model.switches.mask_downsample == "nearest"
     assert model.sam.preprocess == "squash" and model.sam.align_corners
-    assert model.switches.loss_ignore_index is None
-    assert not model.switches.score_original_size
-    assert model.switches.select_on == "test"
+    assert not model.switches.pseudo_mask_minmax
+    # The run's other switches (loss, sampling, scoring, selection) are the protocol's.
+    assert model.build_spec["mask_downsample"] == "nearest"
+    assert model.build_spec["sam_preprocess"] == "squash"
     explicit = build_vrp_sam(
         backbone="resnet18",
         sam="tiny",
@@ -140,3 +141,16 @@ def test_official_compat_switches_every_official_behaviour_at_once():
         sam_kwargs={"image_size": 128},
     )
     assert explicit.switches.mask_downsample == "max"
+
+
+def test_random_frozen_weights_do_not_depend_on_the_global_rng():
+    torch.manual_seed(1)
+    a = build_vrp_sam(backbone="resnet18", sam="tiny", sam_kwargs={"image_size": 128})
+    torch.manual_seed(2)
+    b = build_vrp_sam(backbone="resnet18", sam="tiny", sam_kwargs={"image_size": 128})
+    for key, value in a.state_dict().items():
+        if not key.startswith("encoder."):
+            assert torch.equal(value, b.state_dict()[key]), key
+    other = b.state_dict()
+    encoders = [(v, other[k]) for k, v in a.state_dict().items() if k.startswith("encoder.")]
+    assert any(not torch.equal(x, y) for x, y in encoders), "the encoder follows the run's seed"

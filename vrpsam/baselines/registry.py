@@ -12,9 +12,9 @@ from collections.abc import Callable
 from omegaconf import DictConfig, OmegaConf
 
 from vrpsam.baselines.base import FewShotMethod
-from vrpsam.compat import Switches
 from vrpsam.modeling.backbones import build_backbone
 from vrpsam.modeling.sam import FrozenSam, build_sam
+from vrpsam.modeling.switches import ModelSwitches
 
 BASELINES = ("gpsam", "persam", "persam_f", "matcher")
 
@@ -36,7 +36,7 @@ def _kwargs(value) -> dict:
 
 def frozen_sam(cfg: DictConfig, method: str) -> FrozenSam:
     """The SAM every method shares, from ``model.sam*`` and the model's switches."""
-    switches = Switches.resolve(
+    switches = ModelSwitches.resolve(
         official_compat=cfg.model.get("official_compat", False),
         sam_preprocess=cfg.model.get("sam_preprocess"),
         align_corners=cfg.model.get("align_corners"),

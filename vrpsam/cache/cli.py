@@ -13,13 +13,15 @@ from omegaconf import DictConfig
 
 from vrpsam.cache.run import build_run_cache
 from vrpsam.data.folds import check_fold
+from vrpsam.protocol import configured_protocol
 from vrpsam.train import CONFIG_PATH
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="build_cache")
 def main(cfg: DictConfig) -> None:
     check_fold(cfg.data.fold)
-    build_run_cache(cfg)
+    protocol = configured_protocol(cfg, CONFIG_PATH)
+    build_run_cache(cfg, data_options=protocol.data_options())
 
 
 if __name__ == "__main__":

@@ -74,13 +74,22 @@ def feature_fn(model, kind: str, owners: dict, transform) -> Callable[[str], dic
     return compute
 
 
-def build_run_cache(cfg: DictConfig, *, log=print) -> list[BuildReport]:
-    """Build (or complete) every cache kind the config enables, for the configured splits."""
+def build_run_cache(
+    cfg: DictConfig, *, data_options: dict | None = None, log=print
+) -> list[BuildReport]:
+    """Build (or complete) every cache kind the config enables, for the configured splits.
+
+    Args:
+        cfg: a ``build_cache`` config (the training config plus ``cache.*``).
+        data_options: the protocol's data switches (:meth:`vrpsam.protocol.Protocol.data_options`),
+            which decide the splits' images.
+        log: where progress lines go.
+    """
     kinds = enabled_kinds(cfg)
     if not kinds:
         raise ValueError("set cache.dir=<folder> (and cache.sam / cache.backbone) to build a cache")
     model = hydra.utils.instantiate(cfg.model).eval()
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = hydra.utils.instantiate(cfg.data, **(data_options or {}))
     owners = split_images(datamodule, list(cfg.cache.splits))
     rank, world = rank_and_world()
     reports = []

@@ -17,8 +17,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import vrpsam
-from vrpsam.compat import Switches
 from vrpsam.fileio import sha256_file
+from vrpsam.modeling.switches import ModelSwitches
 
 CACHE_FORMAT = 1
 KINDS = ("sam", "backbone")
@@ -60,7 +60,7 @@ def cache_signature(kind: str, model: DictConfig, data: DictConfig, dtype: str) 
     """The signature of a ``kind`` ("sam" or "backbone") cache for a run's model and data config."""
     if kind not in KINDS:
         raise ValueError(f"cache kind must be one of {KINDS}, got {kind!r}")
-    switches = Switches.resolve(
+    switches = ModelSwitches.resolve(
         official_compat=model.get("official_compat", False),
         sam_preprocess=model.get("sam_preprocess"),
         align_corners=model.get("align_corners"),

@@ -24,6 +24,7 @@ resized masks.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +88,25 @@ STROKE_PRESETS = {
 }
 """The two scribble presets, chosen 50/50 for every scribble annotation."""
 
+SCRIBBLE_MODES = ("per_episode", "fixed")
+"""``per_episode``: stroke count and preset drawn for every annotation; ``fixed``: the official
+code's test-time draw, the same for every episode (see :func:`official_test_scribble`)."""
+
+_OFFICIAL_TEST_SEED = 321
+
+
+def official_test_scribble(area: int) -> tuple[int, str]:
+    """The official code's test-time (stroke count, preset) for a mask of ``area`` pixels.
+
+    It draws both from a fresh ``random.Random(321)`` on every call, so every test episode gets the
+    same draw: ``rand_curve`` with ``randint(1, min(20, area))`` strokes, 9 for any mask of 20 or
+    more pixels.
+    """
+    names = ["rand_curve", "rand_curve_small"]
+    preset = random.Random(_OFFICIAL_TEST_SEED).choices(names, weights=[0.5, 0.5], k=1)[0]
+    count = random.Random(_OFFICIAL_TEST_SEED).randint(1, min(MAX_CLICKS, area))
+    return count, preset
+
 
 def annotation_rng(seed: int, *keys: int) -> np.random.Generator:
     """A generator seeded by ``(seed, *keys)``, independent of any global or worker state.
@@ -103,7 +123,12 @@ def annotation_rng(seed: int, *keys: int) -> np.random.Generator:
 
 
 def simulate_annotation(
-    mask: np.ndarray, kind: str, *, rng: np.random.Generator, training: bool
+    mask: np.ndarray,
+    kind: str,
+    *,
+    rng: np.random.Generator,
+    training: bool,
+    scribble: str = "per_episode",
 ) -> np.ndarray:
     """Simulate a reference annotation of ``kind`` from a ground-truth mask.
 
@@ -113,6 +138,8 @@ def simulate_annotation(
         kind: one of :data:`ANNOTATION_KINDS`.
         rng: source of all randomness.
         training: training draws the number of points uniformly; test time uses ``min(20, area)``.
+        scribble: one of :data:`SCRIBBLE_MODES`; ``fixed`` applies at test time only (the
+            official code draws training scribbles per annotation too).
 
     Returns:
         (H, W) ``uint8`` mask with values {0, 1}: a subset of the foreground, except for ``box``,
@@ -124,6 +151,8 @@ def simulate_annotation(
     """
     if kind not in ANNOTATION_KINDS:
         raise ValueError(f"Unknown annotation kind {kind!r}; expected one of {ANNOTATION_KINDS}.")
+    if scribble not in SCRIBBLE_MODES:
+        raise ValueError(f"scribble must be one of {SCRIBBLE_MODES}, got {scribble!r}.")
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"Expected a 2-D (H, W) mask, got shape {mask.shape}.")
@@ -144,7 +173,7 @@ def simulate_annotation(
         return _box(foreground)
     if kind == "point":
         return _points(foreground, rng=rng, training=training)
-    return _scribble(foreground, rng=rng)
+    return _scribble(foreground, rng=rng, fixed=scribble == "fixed" and not training)
 
 
 def _box(foreground: np.ndarray) -> np.ndarray:
@@ -175,12 +204,13 @@ def _points(foreground: np.ndarray, *, rng: np.random.Generator, training: bool)
     return out.reshape(foreground.shape)
 
 
-def _scribble(foreground: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
-    # The official code draws the stroke count and preset with random.Random(321) at test time, i.e.
-    # the same count for every episode; we draw both from the per-episode generator in both modes
-    # instead.
-    n_strokes = int(rng.integers(1, _max_clicks(foreground) + 1))
-    preset = STROKE_PRESETS["rand_curve" if rng.random() < 0.5 else "rand_curve_small"]
+def _scribble(foreground: np.ndarray, *, rng: np.random.Generator, fixed: bool) -> np.ndarray:
+    if fixed:
+        n_strokes, name = official_test_scribble(int(foreground.sum()))
+        preset = STROKE_PRESETS[name]
+    else:
+        n_strokes = int(rng.integers(1, _max_clicks(foreground) + 1))
+        preset = STROKE_PRESETS["rand_curve" if rng.random() < 0.5 else "rand_curve_small"]
     height, width = foreground.shape
     starts = _random_foreground_pixels(foreground, n_strokes, rng)
     canvas = Image.new("L", (width, height), 0)

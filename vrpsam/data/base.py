@@ -58,6 +58,16 @@ class FewShotSource(Protocol):
         """
         ...
 
+    def image_order(self) -> Sequence[str]:
+        """The split's images in the order of its list file (the fold's image list), which the
+        ``pairs`` and ``images`` test rules cycle through."""
+        ...
+
+    def classes_present(self, image_id: str) -> tuple[int, ...]:
+        """The classes of :attr:`classes` with at least one pixel in the image, any size (the
+        official loaders draw a target's class among these)."""
+        ...
+
     def load_image(self, image_id: str) -> np.ndarray:
         """The image as RGB ``uint8`` of shape (H, W, 3)."""
         ...

@@ -18,8 +18,9 @@ Decisions (all configurable):
   ``crowd="background"`` drops them);
 * a class enters an image's lists when its mask covers ≥ ``min_area`` = 2*32*32 pixels, PFENet's
   rule (HSNet keeps any size; ``min_area=1`` reproduces that);
-* training images are not filtered for novel classes (HSNet's COCO-20i lists are not;
-  ``exclude_novel=True`` applies BAM's filter as on PASCAL).
+* ``exclude_novel=True`` leaves out training images that hold any novel-class object (BAM's
+  ``filter_intersection``, whose lists the official VRP-SAM code reads); runs set it from
+  ``protocol.train_exclude_novel`` (true by default), the reader's own default is False.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class CocoSource:
         exclude_novel: bool = False,
         val_fraction: float = 0.1,
         val_seed: int = 0,
-        val_min_per_class: int = 6,
+        val_min_per_class: int = 2,
         cache_dir: str | Path | None = None,
         name: str = "coco",
         index: Mapping | None = None,
@@ -126,6 +127,21 @@ class CocoSource:
     def image_ids(self) -> list[str]:
         """All images of this split, sorted."""
         return sorted(set().union(*self._by_class.values()))
+
+    def image_order(self) -> list[str]:
+        """The split's images by file name (COCO lists have no order of their own)."""
+        return self.image_ids()
+
+    def classes_present(self, image_id: str) -> tuple[int, ...]:
+        """The split's classes with at least one pixel in the image (crowds per :attr:`crowd`)."""
+        present = self._entry(image_id)["classes"]
+        crowd = self.crowd != "background"
+        return tuple(
+            c
+            for c in self.classes
+            if (entry := present.get(str(c)))
+            and (entry["area"] > 0 or (crowd and entry["area_crowd"] > 0))
+        )
 
     def _entry(self, image_id: str) -> Mapping:
         try:

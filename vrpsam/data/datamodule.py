@@ -14,13 +14,14 @@ from torch.utils.data import DataLoader
 
 from vrpsam.data.base import Episode, FewShotSource
 from vrpsam.data.dataset import EpisodeDataset, EpisodeIndexSampler, collate_episodes
-from vrpsam.data.episodes import (
+from vrpsam.data.episodes import load_episodes, save_episodes, shard_indices
+from vrpsam.data.sampling import (
+    TEST_RULES,
+    TRAIN_RULES,
     TrainingEpisodeSampler,
-    load_episodes,
+    class_pools,
     make_test_episodes,
     make_validation_episodes,
-    save_episodes,
-    shard_indices,
 )
 from vrpsam.data.transforms import ResizeNormalize
 
@@ -35,12 +36,16 @@ class FewShotDataModule(L.LightningDataModule):
     """Train / val / test episodes of one fold of a few-shot dataset.
 
     - train: ``train_episodes_per_epoch`` episodes per epoch drawn by a
-      :class:`TrainingEpisodeSampler` from ``(seed, epoch, index)``, with training-time annotations.
+      :class:`TrainingEpisodeSampler` (rule ``train_sampling``) from ``(seed, epoch, index)``, with
+      training-time annotations.
     - val: :func:`make_validation_episodes` on the ``val`` source (held-out base-class images),
       drawn once from ``seed``; used for model selection. Skipped when there is no ``val`` source.
     - test: the list file ``test_episode_list`` if it exists (its own seed then seeds the
-      annotations); otherwise :func:`make_test_episodes` with ``test_seed``, written to
-      ``test_episode_list`` when a path is given.
+      annotations); otherwise :func:`make_test_episodes` (rule ``test_sampling``) with
+      ``test_seed``, written to ``test_episode_list`` when a path is given.
+
+    The sampling rules, the test scribbles, the hold-out and the rank sharding are switches of the
+    run's protocol (:mod:`vrpsam.protocol`); the entry points pass them in.
 
     Multi-GPU: val and test lists are split across ranks with :func:`shard_indices` (interleaved, no
     padding duplicates; sizes may differ by one, so reduce metric *sums* across ranks); every
@@ -75,6 +80,11 @@ class FewShotDataModule(L.LightningDataModule):
         val_split: ``"val"`` selects models on held-out base-class episodes; ``"test"`` restores
             the official code's selection on the test episodes (a leak of the novel classes; only
             for reproducing official numbers).
+        train_sampling: training episode rule (:data:`~vrpsam.data.sampling.TRAIN_RULES`).
+        test_sampling: test episode rule (:data:`~vrpsam.data.sampling.TEST_RULES`).
+        test_scribble: ``per_episode`` or ``fixed`` (the official code's test scribbles).
+        rank_episodes: ``unique`` shards training episodes across ranks; ``same`` gives every
+            rank the same episodes (the official COCO multi-GPU run).
     """
 
     def __init__(
@@ -97,6 +107,10 @@ class FewShotDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         val_split: str = "val",
+        train_sampling: str = "image",
+        test_sampling: str = "balanced",
+        test_scribble: str = "per_episode",
+        rank_episodes: str = "unique",
     ) -> None:
         super().__init__()
         if sources is None and source_factory is None:
@@ -119,6 +133,18 @@ class FewShotDataModule(L.LightningDataModule):
         if val_split not in ("val", "test"):
             raise ValueError(f"val_split must be 'val' or 'test', got {val_split!r}")
         self.val_split = val_split
+        for key, value, allowed in (
+            ("train_sampling", train_sampling, TRAIN_RULES),
+            ("test_sampling", test_sampling, TEST_RULES),
+            ("test_scribble", test_scribble, ("per_episode", "fixed")),
+            ("rank_episodes", rank_episodes, ("unique", "same")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+        self.train_sampling = train_sampling
+        self.test_sampling = test_sampling
+        self.test_scribble = test_scribble
+        self.rank_episodes = rank_episodes
         self.train_dataset: EpisodeDataset | None = None
         self.val_dataset: EpisodeDataset | None = None
         self.test_dataset: EpisodeDataset | None = None
@@ -161,7 +187,9 @@ class FewShotDataModule(L.LightningDataModule):
         source = self.source("train")
         if source is None:
             raise ValueError("Training needs a 'train' source.")
-        sampler = TrainingEpisodeSampler(source=source, shot=self.shot, seed=self.seed)
+        sampler = TrainingEpisodeSampler(
+            source=source, shot=self.shot, seed=self.seed, rule=self.train_sampling
+        )
         return EpisodeDataset(
             source=source,
             transform=self.transform,
@@ -192,8 +220,13 @@ class FewShotDataModule(L.LightningDataModule):
             self._check_meta(meta, source, path)
         else:
             episodes = make_test_episodes(
-                source, shot=self.shot, seed=self.test_seed, n=self.test_episodes
+                source,
+                shot=self.shot,
+                seed=self.test_seed,
+                n=self.test_episodes,
+                rule=self.test_sampling,
             )
+            _, small = class_pools(source, self.shot)
             meta = {
                 "dataset": source.name,
                 "fold": source.fold,
@@ -201,6 +234,9 @@ class FewShotDataModule(L.LightningDataModule):
                 "shot": self.shot,
                 "seed": self.test_seed,
                 "n": len(episodes),
+                "sampling": self.test_sampling,
+                "classes": sorted({e.class_id for e in episodes}),
+                "classes_skipped": sorted(small),
             }
             if path is not None and self._rank_and_world()[0] == 0:
                 save_episodes(path, episodes, meta)
@@ -213,12 +249,16 @@ class FewShotDataModule(L.LightningDataModule):
             "fold": source.fold,
             "split": source.split,
             "shot": self.shot,
+            "sampling": self.test_sampling,
         }
-        wrong = {k: (meta[k], v) for k, v in expected.items() if meta[k] != v}
+        # Lists written before the sampling rules existed were drawn with the balanced rule.
+        found = {**meta, "sampling": meta.get("sampling", "balanced")}
+        wrong = {k: (found[k], v) for k, v in expected.items() if found[k] != v}
         if wrong:
             raise ValueError(
                 f"Episode list {path} does not match this run (key: (file, run)): {wrong}. "
-                "Point `test_episode_list` at the list of this dataset, fold and shot."
+                "Point `test_episode_list` at the list of this dataset, fold, shot and sampling "
+                "rule, or leave it unset so that each setting gets its own list."
             )
 
     def _fixed_dataset(
@@ -233,6 +273,7 @@ class FewShotDataModule(L.LightningDataModule):
             seed=seed,
             episodes=[episodes[i] for i in indices],
             episode_indices=list(indices),
+            scribble=self.test_scribble,
         )
 
     def _loader(self, dataset: EpisodeDataset, sampler: Any = None) -> DataLoader:
@@ -254,7 +295,10 @@ class FewShotDataModule(L.LightningDataModule):
         assert self.train_dataset is not None
         rank, world = self._rank_and_world()
         sampler = EpisodeIndexSampler(
-            num_episodes=len(self.train_dataset), rank=rank, world_size=world
+            num_episodes=len(self.train_dataset),
+            rank=rank,
+            world_size=world,
+            same_on_every_rank=self.rank_episodes == "same",
         )
         return self._loader(self.train_dataset, sampler)
 
@@ -280,6 +324,7 @@ def build_datamodule(
     root: str | os.PathLike[str],
     fold: int,
     source_options: Mapping[str, Any] | None = None,
+    train_exclude_novel: bool = True,
     **kwargs: Any,
 ) -> FewShotDataModule:
     """A :class:`FewShotDataModule` for one fold of a dataset by name (what Hydra configs build).
@@ -290,11 +335,23 @@ def build_datamodule(
         fold: 0..3.
         source_options: keyword arguments of the dataset's reader (see
             :func:`vrpsam.data.sources.build_source`).
+        train_exclude_novel: leave out training images that hold a novel class (BAM's lists;
+            the shipped official PASCAL-5i lists are built that way already).
         **kwargs: :class:`FewShotDataModule` arguments (shot, annotation, batch size, ...).
     """
     from vrpsam.data.folds import check_fold
     from vrpsam.data.sources import SourceFactory
 
     check_fold(fold)
-    factory = SourceFactory(dataset, str(root), int(fold), dict(source_options or {}))
+    options = dict(source_options or {})
+    if "exclude_novel" in options:
+        raise ValueError(
+            "data.source_options.exclude_novel is a protocol switch: set "
+            "protocol.train_exclude_novel=true|false instead"
+        )
+    options["exclude_novel"] = bool(train_exclude_novel)
+    if kwargs.get("val_split") == "test":
+        # Selecting on the test episodes (the official code) trains on every training image.
+        options["val_fraction"] = 0.0
+    factory = SourceFactory(dataset, str(root), int(fold), options)
     return FewShotDataModule(source_factory=factory, **kwargs)

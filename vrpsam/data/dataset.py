@@ -24,7 +24,8 @@ from torch.utils.data import Dataset, Sampler
 
 from vrpsam.data.annotations import ANNOTATION_KINDS, annotation_rng, simulate_annotation
 from vrpsam.data.base import Episode, FewShotSource
-from vrpsam.data.episodes import TrainingEpisodeSampler, shard_indices
+from vrpsam.data.episodes import shard_indices
+from vrpsam.data.sampling import TrainingEpisodeSampler
 from vrpsam.data.transforms import ResizeNormalize, original_size
 
 _ANNOTATION_STREAM = 3
@@ -59,6 +60,8 @@ class EpisodeDataset(Dataset):
         sampler: sampled mode: draws episode ``(epoch, index)``.
         episodes_per_epoch: sampled mode: dataset length (defaults to the sampler's number of
             targets).
+        scribble: test-time scribble mode (``per_episode`` or ``fixed``; see
+            :func:`vrpsam.data.annotations.simulate_annotation`).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class EpisodeDataset(Dataset):
         episode_indices: Sequence[int] | None = None,
         sampler: TrainingEpisodeSampler | None = None,
         episodes_per_epoch: int | None = None,
+        scribble: str = "per_episode",
     ) -> None:
         if annotation not in ANNOTATION_KINDS:
             raise ValueError(
@@ -82,6 +86,7 @@ class EpisodeDataset(Dataset):
         self.source = source
         self.transform = transform
         self.annotation = annotation
+        self.scribble = scribble
         self.seed = int(seed)
         self.epoch = 0
         self.sampler = sampler
@@ -130,7 +135,7 @@ class EpisodeDataset(Dataset):
                 self.seed, _ANNOTATION_STREAM, int(self.training), epoch, episode_index, j
             )
             simulated = simulate_annotation(
-                resized, self.annotation, rng=rng, training=self.training
+                resized, self.annotation, rng=rng, training=self.training, scribble=self.scribble
             )
             reference_images.append(transform.image(ref_image))
             reference_masks.append(torch.from_numpy(simulated.astype(np.float32)))
@@ -217,13 +222,23 @@ class EpisodeIndexSampler(Sampler):
         rank: this process's rank.
         world_size: number of processes.
         drop_uneven: drop the last ``num_episodes % world_size`` episodes.
+        same_on_every_rank: every rank yields rank 0's keys (the official COCO multi-GPU
+            behaviour: ``protocol.rank_episodes=same``).
     """
 
     def __init__(
-        self, *, num_episodes: int, rank: int = 0, world_size: int = 1, drop_uneven: bool = True
+        self,
+        *,
+        num_episodes: int,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_uneven: bool = True,
+        same_on_every_rank: bool = False,
     ) -> None:
         total = num_episodes - num_episodes % world_size if drop_uneven else num_episodes
-        self.indices = shard_indices(total, rank, world_size)
+        # The official COCO run drew its episodes from a global RNG seeded alike on every rank, so
+        # all ranks trained on the same episodes; reproducing it means handing out rank 0's share.
+        self.indices = shard_indices(total, 0 if same_on_every_rank else rank, world_size)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -152,7 +152,7 @@ class PascalSource:
         exclude_novel: bool = True,
         val_fraction: float = 0.1,
         val_seed: int = 0,
-        val_min_per_class: int = 6,
+        val_min_per_class: int = 2,
         train_list: str = "train.txt",
         test_list: str = "val.txt",
         name: str = "pascal",
@@ -175,14 +175,13 @@ class PascalSource:
         self.classes: tuple[int, ...] = self.novel if split == "test" else base
         if lists == "official" and not standard:
             raise ValueError("official PASCAL-5i lists only exist for the standard folds")
-        by_class = None
+        found = None
         if lists != "generate" and standard:
-            by_class = self._official(official_path, required=lists == "official")
-        self.lists = "official" if by_class is not None else "generated"
-        if by_class is None:
-            by_class = self._generate(
-                min_pixels, exclude_novel, train_list, test_list, pixel_counts
-            )
+            found = self._official(official_path, required=lists == "official")
+        self.lists = "official" if found is not None else "generated"
+        if found is None:
+            found = self._generate(min_pixels, exclude_novel, train_list, test_list, pixel_counts)
+        by_class, order = found
         if split != "test":
             by_class = split_train_val(
                 by_class,
@@ -192,8 +191,13 @@ class PascalSource:
                 min_per_class=val_min_per_class,
             )
         self._by_class = {c: sorted(by_class.get(c, ())) for c in self.classes}
+        members = set().union(*self._by_class.values())
+        self._order = [image_id for image_id in order if image_id in members]
+        self._present: dict[str, tuple[int, ...]] = {}
 
-    def _official(self, path: str | Path | None, *, required: bool) -> dict[int, list[str]] | None:
+    def _official(
+        self, path: str | Path | None, *, required: bool
+    ) -> tuple[dict[int, list[str]], list[str]] | None:
         entry = official_lists(path)["folds"][str(self.fold)][
             "val" if self.split == "test" else "train"
         ]
@@ -222,9 +226,10 @@ class PascalSource:
                 self.split,
                 self.root,
             )
-        return {
+        by_class = {
             int(c): [i for i in ids if i in found] for c, ids in entry["images_by_class"].items()
         }
+        return by_class, [i for i in entry["images"] if i in found]
 
     def _generate(
         self,
@@ -233,7 +238,7 @@ class PascalSource:
         train_list: str,
         test_list: str,
         pixel_counts: Mapping[str, Mapping[int, int]] | None,
-    ) -> dict[int, list[str]]:
+    ) -> tuple[dict[int, list[str]], list[str]]:
         list_name = test_list if self.split == "test" else train_list
         ids = read_id_list(self.root / "ImageSets" / "Segmentation" / list_name, ROOT_HINT)
         if pixel_counts is None or not set(ids) <= pixel_counts.keys():
@@ -247,7 +252,7 @@ class PascalSource:
             for c in self.classes:
                 if counts.get(c, 0) >= min_pixels:
                     by_class[c].append(image_id)
-        return by_class
+        return by_class, list(dict.fromkeys(ids))
 
     def image_ids_by_class(self) -> Mapping[int, Sequence[str]]:
         """Images in which each class of :attr:`classes` is present (sorted lists)."""
@@ -256,6 +261,17 @@ class PascalSource:
     def image_ids(self) -> list[str]:
         """All images of this split, sorted."""
         return sorted(set().union(*self._by_class.values()))
+
+    def image_order(self) -> list[str]:
+        """The split's images in the order of the fold list (official) or the list file."""
+        return list(self._order)
+
+    def classes_present(self, image_id: str) -> tuple[int, ...]:
+        """The split's classes with at least one pixel in the image's mask (any size)."""
+        if image_id not in self._present:
+            values = np.unique(self.load_label(image_id))
+            self._present[image_id] = tuple(c for c in self.classes if c in values)
+        return self._present[image_id]
 
     def image_path(self, image_id: str) -> Path:
         """Path of the JPEG of ``image_id``."""

@@ -1,8 +1,10 @@
-"""Every behaviour in which vrpsam deliberately differs from the official VRP-SAM code.
+"""The behaviours of the model itself in which vrpsam differs from the official VRP-SAM code.
 
-Each difference is a named switch (DESIGN §3); :meth:`Switches.official` restores all of them at
-once, which is what ``official_compat=True`` (builder argument and config value) selects. The
-default is the fixed behaviour.
+Each difference is a named switch (DESIGN §3); :meth:`ModelSwitches.official` restores the official
+code's behaviour in all of them at once, which is what ``build_vrp_sam(official_compat=True)``
+selects. The default is the fixed behaviour. The switches of the loss, the episode sampling, the
+scoring and the model selection belong to the run, not to the model: see :mod:`vrpsam.protocol`,
+which holds every switch (these four included) and stores them in checkpoints and exports.
 
 =========================  ======================  ===========================  ==================
 switch                     default (fixed)         official code                read by
@@ -13,11 +15,7 @@ switch                     default (fixed)         official code                
                            + pad (SAM's own)       (aspect distorted)
 ``align_corners``          False                   True (resizes into/out of    SAM wrapper
                                                    SAM)
-``loss_ignore_index``      255 (boundary pixels    None: 255 counted as         loss
-                           ignored)                background
-``score_original_size``    True (FSS convention)   False: scored at 512×512     evaluation
-``select_on``              ``"val"``: base-class   ``"test"``: best epoch       training
-                           validation episodes     picked on test episodes
+``pseudo_mask_minmax``     False                   False                        VRP encoder
 =========================  ======================  ===========================  ==================
 
 ``pseudo_mask_minmax`` is not a defect switch: the official code does not min-max normalise the
@@ -27,40 +25,53 @@ default because the published numbers were produced with it; True follows the ap
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
+
+from vrpsam.modeling.sam import PREPROCESS_MODES as SAM_PREPROCESS_MODES
+from vrpsam.modeling.vrp_encoder import MASK_DOWNSAMPLE_MODES
 
 
 @dataclass(frozen=True)
-class Switches:
+class ModelSwitches:
+    """The model's behaviour switches (see the module docstring)."""
+
     mask_downsample: str = "max"
     sam_preprocess: str = "longest_side"
     align_corners: bool = False
-    loss_ignore_index: int | None = 255
-    score_original_size: bool = True
-    select_on: str = "val"
     pseudo_mask_minmax: bool = False
 
+    def __post_init__(self) -> None:
+        if self.mask_downsample not in MASK_DOWNSAMPLE_MODES:
+            raise ValueError(
+                f"mask_downsample must be one of {MASK_DOWNSAMPLE_MODES}, got "
+                f"{self.mask_downsample!r}"
+            )
+        if self.sam_preprocess not in SAM_PREPROCESS_MODES:
+            raise ValueError(
+                f"sam_preprocess must be one of {SAM_PREPROCESS_MODES}, got {self.sam_preprocess!r}"
+            )
+
     @classmethod
-    def official(cls) -> Switches:
-        """The official code's behaviour in every switch."""
+    def official(cls) -> ModelSwitches:
+        """The official code's behaviour in every model switch."""
         return cls(
             mask_downsample="nearest",
             sam_preprocess="squash",
             align_corners=True,
-            loss_ignore_index=None,
-            score_original_size=False,
-            select_on="test",
             pseudo_mask_minmax=False,
         )
 
     @classmethod
-    def resolve(cls, *, official_compat: bool = False, **overrides) -> Switches:
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def resolve(cls, *, official_compat: bool = False, **overrides) -> ModelSwitches:
         """Defaults (or the official set), then any explicit non-None override on top."""
         base = cls.official() if official_compat else cls()
-        known = set(asdict(base))
-        unknown = set(overrides) - known
+        unknown = set(overrides) - set(cls.names())
         if unknown:
-            raise ValueError(f"unknown switches {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(f"unknown model switches {sorted(unknown)}; known: {cls.names()}")
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def as_dict(self) -> dict:

@@ -8,11 +8,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vrpsam.compat import Switches
 from vrpsam.modeling.backbones import FrozenBackbone, build_backbone
 from vrpsam.modeling.precision import check_frozen_autocast, frozen_autocast_context
 from vrpsam.modeling.sam import FrozenSam, build_sam
+from vrpsam.modeling.switches import ModelSwitches
 from vrpsam.modeling.vrp_encoder import ReferenceState, VRPEncoder, downsample_mask
+
+RANDOM_FROZEN_SEED = 0
+"""Seed of the frozen backbone and SAM when they are built without weight files (tests, demos)."""
 
 
 class EmptyReferenceError(ValueError):
@@ -82,7 +85,7 @@ class VRPSAM(nn.Module):
         backbone: a frozen feature extractor.
         encoder: the VRP encoder (its ``dim`` must equal SAM's prompt width).
         sam: the frozen SAM.
-        switches: behaviour switches (see :mod:`vrpsam.compat`).
+        switches: the model's behaviour switches (see :mod:`vrpsam.modeling.switches`).
         mask_before_high: compute the reference's high features on mask-multiplied pre-high
             features (paper/PFENet). False is a faster deviation: high features of the unmasked
             reference (cacheable), masked afterwards.
@@ -97,7 +100,7 @@ class VRPSAM(nn.Module):
         backbone: FrozenBackbone,
         encoder: VRPEncoder,
         sam: FrozenSam,
-        switches: Switches | None = None,
+        switches: ModelSwitches | None = None,
         mask_before_high: bool = True,
         frozen_autocast: str = "auto",
     ) -> None:
@@ -107,7 +110,7 @@ class VRPSAM(nn.Module):
         self.backbone = backbone
         self.encoder = encoder
         self.sam = sam
-        self.switches = switches or Switches()
+        self.switches = switches or ModelSwitches()
         self.mask_before_high = mask_before_high
         self.frozen_autocast = check_frozen_autocast(frozen_autocast)
         self.build_spec: dict = {}  # filled by build_vrp_sam; what an export needs to rebuild
@@ -295,7 +298,8 @@ def build_vrp_sam(
         backbone: ``resnet50``, ``resnet50_deepstem``, ``vgg16``, ``dinov2_vitb14``, ``resnet18``.
         sam: ``tiny``, ``vit_b``, ``vit_l`` or ``vit_h``.
         sam_checkpoint, backbone_checkpoint: local weight files.
-        official_compat: restore every official-code behaviour (see :mod:`vrpsam.compat`).
+        official_compat: restore every official-code model behaviour (see
+            :mod:`vrpsam.modeling.switches`; the run's other switches: :mod:`vrpsam.protocol`).
         num_queries, num_heads, num_layers, dropout: prompt generator sizes.
         mask_before_high: see :class:`VRPSAM`.
         mask_downsample, sam_preprocess, align_corners, pseudo_mask_minmax: explicit switch
@@ -305,24 +309,28 @@ def build_vrp_sam(
             feature cache); not part of the architecture an export records.
         frozen_autocast: see :class:`VRPSAM`; a run-time setting, not recorded in exports.
     """
-    switches = Switches.resolve(
+    switches = ModelSwitches.resolve(
         official_compat=official_compat,
         mask_downsample=mask_downsample,
         sam_preprocess=sam_preprocess,
         align_corners=align_corners,
         pseudo_mask_minmax=pseudo_mask_minmax,
     )
-    frozen_backbone = build_backbone(
-        backbone, checkpoint=backbone_checkpoint, **(backbone_kwargs or {})
-    )
-    frozen_sam = build_sam(
-        sam,
-        checkpoint=sam_checkpoint,
-        preprocess=switches.sam_preprocess,
-        align_corners=switches.align_corners,
-        image_encoder=sam_image_encoder,
-        **(sam_kwargs or {}),
-    )
+    # Random frozen weights come from a fixed seed, not from the global RNG: a model built without
+    # weight files is the same in every process and every run, so its export reloads it exactly.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_FROZEN_SEED)
+        frozen_backbone = build_backbone(
+            backbone, checkpoint=backbone_checkpoint, **(backbone_kwargs or {})
+        )
+        frozen_sam = build_sam(
+            sam,
+            checkpoint=sam_checkpoint,
+            preprocess=switches.sam_preprocess,
+            align_corners=switches.align_corners,
+            image_encoder=sam_image_encoder,
+            **(sam_kwargs or {}),
+        )
     encoder = VRPEncoder(
         mid_channels=frozen_backbone.mid_channels,
         dim=frozen_sam.embed_dim,
@@ -351,10 +359,6 @@ def build_vrp_sam(
         "mask_before_high": mask_before_high,
         "backbone_kwargs": dict(backbone_kwargs or {}),
         "sam_kwargs": dict(sam_kwargs or {}),
-        **{k: v for k, v in switches.as_dict().items() if k in _MODEL_SWITCHES},
+        **switches.as_dict(),
     }
     return model
-
-
-# The switches the model itself reads; the others belong to loss, evaluation and training.
-_MODEL_SWITCHES = ("mask_downsample", "sam_preprocess", "align_corners", "pseudo_mask_minmax")

@@ -47,10 +47,12 @@ def read_state_dict(path: str | Path, *, what: str, source: str, config_key: str
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, pickle with custom classes, wrong format
+        # Not torch's text: it advises weights_only=False, i.e. running code from the file.
         raise WeightFileError(
-            f"cannot read {what} from {path}: {err}. Expected a PyTorch state dict "
+            f"cannot read {what} from {path} ({type(err).__name__}: the file is truncated, "
+            f"corrupt, or holds objects other than tensors). Expected a PyTorch state dict "
             f"(.pth/.pt/.bin) or a .safetensors file; see {source}."
-        ) from err
+        ) from None
     for wrapper in ("state_dict", "model", "module"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
