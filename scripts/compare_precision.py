@@ -22,7 +22,8 @@ import statistics
 import time
 from pathlib import Path
 
-from vrpsam.demo import SETTINGS, ensure_data, ensure_standins, train_config
+from vrpsam.demo.pipeline import ensure_data, ensure_standins, train_config
+from vrpsam.demo.settings import SETTINGS
 from vrpsam.fileio import atomic_write_json, atomic_write_text
 from vrpsam.train import train
 
@@ -94,8 +95,12 @@ def main(argv: list[str] | None = None) -> None:
         settings[key] = int(value)
     out = args.out.resolve()
     start = time.perf_counter()
-    data_root = ensure_data(out / f"synthetic_voc_{settings['images']}", settings["images"])
-    sam_file, backbone_file = ensure_standins(out / "standins", data_root, settings, start)
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - start:6.0f}s] {message}", flush=True)
+
+    data_root, data_key = ensure_data(out, settings, log)
+    sam_file, backbone_file = ensure_standins(out, data_root, data_key, settings, log)
     # One list for every run: the seed then changes training only, not what is tested.
     episodes = out / "episodes" / f"fold0_test_n{settings['test_episodes']}.json"
 
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                 out / name, data_root, sam_file, backbone_file, settings,
                 extra_overrides=(f"trainer.precision={precision}", f"seed={seed}",
                                  f"data.test_episode_list={episodes}",
-                                 "test_before_training=false"),
+                                 "test_before_training=false", "test_after_training=true"),
             )  # fmt: skip
             began = time.perf_counter()
             metrics, _ = train(cfg)

@@ -265,6 +265,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "classes_scored": scored,
         "classes_skipped": meta.get("classes_skipped", []),
         "seconds_per_episode": statistics.fmean(t for _, t, _ in runs),
+        # Percent of the predicted foreground on objects of other classes (sources that know them).
+        "other_class_share": statistics.fmean(r["other_class_share"] for r, _, _ in runs)
+        if "other_class_share" in first
+        else None,
         "protocol": protocol.name,
         "switches": protocol.switches(),
         "protocol_changes": preset_changes(protocol, cfg.data.dataset, CONFIG_PATH),

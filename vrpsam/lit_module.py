@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from vrpsam.feature_store import FrozenFeatureStore
 from vrpsam.losses import bce_dice_loss
-from vrpsam.metrics import FewShotIoU, intersection_union
+from vrpsam.metrics import FewShotIoU, OtherClassShare, intersection_union
 from vrpsam.modeling.precision import emulation_warning
 from vrpsam.modeling.vrp_sam import VRPSAM
 
@@ -42,6 +42,7 @@ class FewShotModule(L.LightningModule):
         self.num_overlays = num_overlays
         self.overlays: list[dict[str, torch.Tensor]] = []
         self.metrics: dict[str, FewShotIoU] = {}
+        self.other_share: dict[str, OtherClassShare] = {}
         self.results: dict[str, dict] = {}  # last computed metrics per stage (percent)
         self._warned_precision = False
 
@@ -78,6 +79,15 @@ class FewShotModule(L.LightningModule):
         logits = self(batch)
         predictions, targets = self.predictions(batch, logits)
         self._metric(stage).update(predictions, targets, batch["class_id"].tolist())
+        if "target_others_original" in batch:
+            others = batch["target_others_original"]
+            if not self.score_original_size:  # scored at the network size: resize alike
+                size = tuple(predictions[0].shape)
+                others = [F.interpolate(o[None, None].float(), size=size, mode="nearest")[0, 0]
+                          for o in others]  # fmt: skip
+            if stage not in self.other_share:
+                self.other_share[stage] = OtherClassShare().to(self.device)
+            self.other_share[stage].update(predictions, others)
         if stage == "test" and self.global_rank == 0 and len(self.overlays) < self.num_overlays:
             source = self.trainer.datamodule.source("test") if self._trainer else None
             for i in range(min(len(predictions), self.num_overlays - len(self.overlays))):
@@ -116,6 +126,9 @@ class FewShotModule(L.LightningModule):
             "class_ids": self.metrics[stage].class_ids,
             "episodes": int(raw["episodes"]),
         }
+        if stage in self.other_share:
+            result["other_class_share"] = 100 * float(self.other_share[stage].compute())
+            self.other_share[stage].reset()
         self.log(f"{stage}/miou", result["miou"], prog_bar=True)
         self.log(f"{stage}/fbiou", result["fbiou"])
         self.results[stage] = result

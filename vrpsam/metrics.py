@@ -99,3 +99,30 @@ class FewShotIoU(Metric):
             "per_class_iou": per_class,
             "episodes": self.counts.sum(),
         }
+
+
+class OtherClassShare(Metric):
+    """The share of predicted foreground that falls on objects of *other* classes (percent when
+    multiplied by 100): a prediction that covers every object of the target, whatever the
+    reference shows, scores high; a class-specific one near zero. Sums are reduced across
+    processes, like :class:`FewShotIoU`."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        f64 = torch.float64
+        self.add_state("on_others", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
+        self.add_state("predicted", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
+
+    def update(self, predictions: Sequence[torch.Tensor], others: Sequence[torch.Tensor]) -> None:
+        """Add episodes: (H_i, W_i) predictions and masks of the other classes' objects."""
+        for prediction, other in zip(predictions, others, strict=True):
+            if prediction.shape != other.shape:
+                raise ValueError(f"prediction {tuple(prediction.shape)} vs {tuple(other.shape)}")
+            hit = prediction.bool().cpu()
+            self.on_others += (hit & other.bool().cpu()).sum()
+            self.predicted += hit.sum()
+
+    def compute(self) -> torch.Tensor:
+        return self.on_others / self.predicted.clamp_min(1.0)

@@ -1,19 +1,71 @@
-"""The demo's smallest setting end to end: data, stand-ins, training, before/after test, export."""
+"""The demo: its quick setting end to end, reproducible to the bit; reused outputs keyed by what
+shapes them; the full setting's figures against the ones recorded in the repository (slow)."""
 
 import json
 
-from vrpsam.demo import main
+import pytest
+
+from vrpsam.demo import keys, run_demo
+from vrpsam.demo.settings import EXPECTED_FILE
 
 
-def test_quick_demo_runs_end_to_end_and_reuses_its_stand_ins(tmp_path, capsys):
-    main(["--setting", "quick", "--out", str(tmp_path)])
+def test_quick_demo_runs_end_to_end_and_its_figures_are_reproducible(tmp_path, capsys):
+    first = run_demo(["--setting", "quick", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "before training" in printed and "not paper results" in printed
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["test_before_training"]["episodes"] == metrics["test"]["episodes"] == 16
+    assert "predicted foreground on objects of other classes" in printed
+    for name in ("report.md", "figures.json", "training_curve.png", "overlays.png"):
+        assert (tmp_path / name).is_file(), name
     assert (tmp_path / "export" / "model.safetensors").is_file()
     assert len(list((tmp_path / "predictions").glob("*_overlay.png"))) >= 1
-    weights = sorted(p.name for p in (tmp_path / "standins").glob("*.pth"))
-    main(["--setting", "quick", "--out", str(tmp_path)])
-    assert "reusing stand-in weights" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "standins").glob("*.pth")) == weights
+    report = (tmp_path / "report.md").read_text()
+    for method in ("GP-SAM", "PerSAM", "PerSAM-F", "Matcher", "VRP-SAM (trained)"):
+        assert f"| {method} |" in report
+    assert set(first["methods"]) >= {"untrained@16", "vrpsam@16", "gpsam@2", "matcher@1"}
+    weights = sorted(p.relative_to(tmp_path) for p in (tmp_path / "standins").rglob("*.pth"))
+    # Again in the same folder: data and stand-ins reused, every figure the same to the bit.
+    again = run_demo(["--setting", "quick", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "reusing stand-in weights" in printed and "reusing synthetic" in printed
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "standins").rglob("*.pth")) == weights
+    first.pop("seconds"), again.pop("seconds")
+    assert again == first
+
+
+def test_changed_code_gets_new_data_and_stand_ins_instead_of_reusing_old_ones(
+    tmp_path, monkeypatch
+):
+    from vrpsam.demo import pipeline
+    from vrpsam.demo.settings import SETTINGS
+
+    settings = SETTINGS["quick"]
+    root, data_key = pipeline.ensure_data(tmp_path, settings, log=lambda _: None)
+    assert pipeline.ensure_data(tmp_path, settings, log=lambda _: None)[0] == root
+    fingerprint = keys.code_fingerprint
+    monkeypatch.setattr(pipeline, "code_fingerprint", lambda modules: fingerprint(modules) + "x")
+    changed, changed_key = pipeline.ensure_data(tmp_path, settings, log=lambda _: None)
+    assert changed != root and changed_key != data_key
+    assert sorted(p.name for p in tmp_path.glob("synthetic_voc_*")) == sorted(
+        [root.name, changed.name]
+    )
+
+
+def test_code_fingerprint_follows_the_source_and_library_versions(monkeypatch):
+    import torch
+
+    base = keys.code_fingerprint(keys.DATA_CODE)
+    assert keys.code_fingerprint(keys.DATA_CODE) == base
+    assert keys.code_fingerprint(keys.STANDIN_CODE) != base
+    monkeypatch.setattr(torch, "__version__", "0.0.0")
+    assert keys.code_fingerprint(keys.DATA_CODE) != base
+
+
+@pytest.mark.slow
+def test_full_demo_from_an_empty_folder_gives_the_recorded_figures(tmp_path):
+    """The figures the README quotes, within ±2 mIoU (about 13 minutes on 2 cores)."""
+    expected = json.loads(EXPECTED_FILE.read_text())
+    figures = run_demo(["--out", str(tmp_path)])
+    for name in ("before", "after"):
+        assert figures[name] == pytest.approx(expected[name], abs=2.0), name
+    for method, miou in expected["methods"].items():
+        assert figures["methods"][method] == pytest.approx(miou, abs=2.0), method

@@ -112,7 +112,7 @@ def main_overrides(scale: Scale, work: Path, run: str, *, cached: bool, fast_pse
 
 def demo_overrides(work: Path, run: str) -> list[str]:
     """The demo configuration (ResNet-18 + tiny SAM at 128 px) with a disk cache."""
-    from vrpsam.demo import IMAGE_SIZE, SAM_SIZES
+    from vrpsam.demo.settings import IMAGE_SIZE, SAM_SIZES
 
     sam_kwargs = {"image_size": IMAGE_SIZE, **SAM_SIZES}
     sam_file, backbone_file = write_weights(work / "weights", "resnet18", sam_kwargs)

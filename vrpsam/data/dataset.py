@@ -29,7 +29,7 @@ from vrpsam.data.sampling import TrainingEpisodeSampler
 from vrpsam.data.transforms import ResizeNormalize, original_size
 
 _ANNOTATION_STREAM = 3
-_VARIABLE_SIZE_KEYS = ("target_mask_original",)
+_VARIABLE_SIZE_KEYS = ("target_mask_original", "target_others_original")
 
 
 class EpisodeDataset(Dataset):
@@ -40,6 +40,9 @@ class EpisodeDataset(Dataset):
     - ``target_image`` (3, S, S) float32, ImageNet-normalised;
     - ``target_mask`` (S, S) int64 in {0, 1, 255}, nearest-resized;
     - ``target_mask_original`` (H, W) int64 in {0, 1, 255}, for scoring at the original size;
+    - ``target_others_original`` (H, W) bool: the target's objects of *other* classes, when the
+      source can tell (``load_other_objects``), else absent; for the share of a prediction that
+      falls on the wrong objects;
     - ``target_size`` (2,) int64, the original (H, W);
     - ``reference_images`` (k, 3, S, S) float32;
     - ``reference_masks`` (k, S, S) float32 in {0, 1}: simulated annotations
@@ -140,7 +143,14 @@ class EpisodeDataset(Dataset):
             reference_images.append(transform.image(ref_image))
             reference_masks.append(torch.from_numpy(simulated.astype(np.float32)))
             reference_gt.append(torch.from_numpy(resized.astype(np.int64)))
+        others = getattr(source, "load_other_objects", None)
+        extra = {}
+        if others is not None and not self.training:
+            extra["target_others_original"] = torch.from_numpy(
+                np.asarray(others(episode.target_id, episode.class_id), dtype=bool)
+            )
         return {
+            **extra,
             "target_image": transform.image(image),
             "target_mask": transform.mask(mask),
             "target_mask_original": torch.from_numpy(mask.astype(np.int64)),

@@ -297,6 +297,12 @@ class PascalSource:
         mask[label == IGNORE_INDEX] = IGNORE_INDEX
         return mask
 
+    def load_other_objects(self, image_id: str, class_id: int) -> np.ndarray:
+        """``bool`` (H, W): pixels of objects of any class other than ``class_id`` (boundaries
+        and background excluded)."""
+        label = self.load_label(image_id)
+        return (label != class_id) & (label != 0) & (label != IGNORE_INDEX)
+
     def class_name(self, class_id: int) -> str:
         """VOC name of ``class_id``."""
         return class_name("pascal", class_id)

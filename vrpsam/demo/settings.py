@@ -1,0 +1,29 @@
+"""The demo's sizes: one full setting (a first run of about a quarter of an hour on 2 CPU cores) and
+a quick one (seconds; the test suite runs it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SETTINGS = {
+    "full": {
+        "images": 600, "sam_steps": 400, "backbone_steps": 250, "backbone_batch": 8,
+        "epochs": 3, "episodes_per_epoch": 800, "val_episodes": 100, "test_episodes": 200,
+        # Training-free baselines on the first episodes of the same list (PerSAM-F fits 1000
+        # steps per episode and Matcher decodes hundreds of prompt sets: seconds per episode).
+        "baseline_episodes": {"gpsam": 200, "persam": 200, "persam_f": 40, "matcher": 40},
+    },
+    "quick": {
+        "images": 120, "sam_steps": 6, "backbone_steps": 4, "backbone_batch": 4,
+        "epochs": 1, "episodes_per_epoch": 16, "val_episodes": 8, "test_episodes": 16,
+        "baseline_episodes": {"gpsam": 2, "persam": 2, "persam_f": 1, "matcher": 1},
+        # A smoke run: PerSAM-F fits 10 steps instead of its 1000.
+        "baseline_overrides": ["baselines.persam_f.iterations=10"],
+    },
+}  # fmt: skip
+IMAGE_SIZE = 128
+SAM_SIZES = {"patch_size": 8, "window_size": 8}
+SEED = 0
+
+EXPECTED_FILE = Path(__file__).with_name("expected.json")
+"""The full demo's figures as recorded from a run; a slow test checks a fresh run against them."""
