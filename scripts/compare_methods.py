@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vrpsam.comparison import comparison_chart, comparison_table
+from vrpsam.reports.comparison import comparison_chart, comparison_table
 
 
 def evaluate(args, method: str, annotation: str, fold: int) -> Path:

@@ -22,10 +22,10 @@ import statistics
 import time
 from pathlib import Path
 
+from vrpsam.artifacts.atomic import atomic_write_json, atomic_write_text
 from vrpsam.demo.pipeline import ensure_data, ensure_standins, train_config
 from vrpsam.demo.settings import SETTINGS
-from vrpsam.fileio import atomic_write_json, atomic_write_text
-from vrpsam.train import train
+from vrpsam.engine.training import train
 
 PRECISIONS = ("32-true", "bf16-mixed")
 

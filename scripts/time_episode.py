@@ -13,7 +13,7 @@ import time
 import torch
 
 from vrpsam import build_vrp_sam
-from vrpsam.losses import bce_dice_loss
+from vrpsam.engine.losses import bce_dice_loss
 
 
 def time_episode(backbone: str, sam: str, repeats: int, size: int = 512) -> float:

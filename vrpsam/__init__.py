@@ -14,10 +14,10 @@ _PUBLIC = {
     "build_vrp_sam": "vrpsam.modeling.vrp_sam",
     "load_official_checkpoint": "vrpsam.modeling.official",
     "ModelSwitches": "vrpsam.modeling.switches",
-    "Protocol": "vrpsam.protocol",
+    "Protocol": "vrpsam.engine.protocol",
     "VRPSAMPredictor": "vrpsam.predictor",
-    "export_model": "vrpsam.export",
-    "load_export": "vrpsam.export",
+    "export_model": "vrpsam.artifacts.exports",
+    "load_export": "vrpsam.artifacts.exports",
 }
 
 __all__ = [*sorted(_PUBLIC), "__version__"]

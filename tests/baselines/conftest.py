@@ -10,8 +10,8 @@ from vrpsam.modeling.sam import build_sam
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
-    # The baselines run many small ops (SAM decodes of a few tokens): on two busy cores, two
-    # OpenMP threads ran them 30-50× slower than one.
+    # The baselines run many small ops (SAM decodes of a few tokens): on a small busy machine
+    # several OpenMP threads contend for them, so one thread runs them much faster.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -10,19 +10,17 @@ from vrpsam.modeling.vrp_sam import EmptyReferenceError
 
 @pytest.fixture(scope="module")
 def gpsam(resnet18, tiny_sam):
-    return GPSAM(resnet18, tiny_sam)
+    return GPSAM(backbone=resnet18, sam=tiny_sam)
 
 
 @pytest.mark.parametrize("prompt", ["point", "box", "both"])
 def test_predicts_logits_of_the_target_frame_for_every_prompt_kind(
     resnet18, tiny_sam, make_episode, prompt
 ):
-    method = GPSAM(resnet18, tiny_sam, prompt=prompt)
+    method = GPSAM(backbone=resnet18, sam=tiny_sam, prompt=prompt)
     logits = method.predict(make_episode())
     assert logits.shape == (128, 128) and logits.dtype == torch.float32
     assert torch.isfinite(logits).all()
-    mask = logits > 0
-    assert mask.dtype == torch.bool and set(mask.unique().tolist()) <= {False, True}
 
 
 @pytest.mark.parametrize("annotation", ANNOTATIONS)
@@ -58,7 +56,7 @@ def test_k_shot_prior_is_the_maximum_of_the_per_shot_priors(gpsam, make_episode)
 
 
 def test_points_lie_inside_the_binarised_prior_and_the_box_bounds_it(resnet18, tiny_sam):
-    method = GPSAM(resnet18, tiny_sam, prompt="both", num_points=5)
+    method = GPSAM(backbone=resnet18, sam=tiny_sam, prompt="both", num_points=5)
     prior = torch.zeros(1, 1, 16, 16)
     prior[..., 4:8, 10:14] = 1.0
     mask = method.binarise(prior, (128, 128))
@@ -71,13 +69,13 @@ def test_points_lie_inside_the_binarised_prior_and_the_box_bounds_it(resnet18, t
 
 
 def test_a_flat_prior_falls_back_to_its_argmax(resnet18, tiny_sam):
-    method = GPSAM(resnet18, tiny_sam, threshold=0.5)
+    method = GPSAM(backbone=resnet18, sam=tiny_sam, threshold=0.5)
     mask = method.binarise(torch.zeros(1, 1, 16, 16), (128, 128))
     assert mask.sum() == 1
 
 
 def test_same_seed_same_prediction_and_the_seed_drives_the_points(resnet18, tiny_sam, make_episode):
-    method = GPSAM(resnet18, tiny_sam, prompt="point", threshold=0.2)
+    method = GPSAM(backbone=resnet18, sam=tiny_sam, prompt="point", threshold=0.2)
     torch.testing.assert_close(
         method.predict(make_episode(seed=3)), method.predict(make_episode(seed=3)), rtol=0, atol=0
     )
@@ -87,9 +85,27 @@ def test_same_seed_same_prediction_and_the_seed_drives_the_points(resnet18, tiny
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
 
 
-def test_multimask_output_keeps_one_mask(resnet18, tiny_sam, make_episode):
-    method = GPSAM(resnet18, tiny_sam, multimask_output=True)
-    assert method.predict(make_episode()).shape == (128, 128)
+def test_multimask_output_keeps_the_output_sam_rates_best(
+    resnet18, tiny_sam, make_episode, monkeypatch
+):
+    import vrpsam.baselines.gpsam as gpsam_module
+
+    seen = {}
+    real = gpsam_module.prompt_sam
+
+    def spy(*args, **kwargs):
+        seen["low_res"], seen["iou"] = real(*args, **kwargs)
+        seen["multimask"] = kwargs["multimask_output"]
+        return seen["low_res"], seen["iou"]
+
+    monkeypatch.setattr(gpsam_module, "prompt_sam", spy)
+    episode = make_episode()
+    logits = GPSAM(backbone=resnet18, sam=tiny_sam, multimask_output=True).predict(episode)
+    assert seen["multimask"] and seen["low_res"].shape[1] == 3
+    best = int(seen["iou"][0].argmax())
+    image = gpsam_module.encode_image(tiny_sam, episode.target_image, episode.target_size)
+    expected = gpsam_module.to_frame(tiny_sam, image, seen["low_res"][:, best : best + 1])[0, 0]
+    torch.testing.assert_close(logits, expected)
 
 
 def test_non_square_targets_come_back_on_the_pipeline_frame(gpsam, make_episode):
@@ -108,4 +124,4 @@ def test_non_square_targets_come_back_on_the_pipeline_frame(gpsam, make_episode)
 )
 def test_bad_arguments_are_refused_with_a_reason(resnet18, tiny_sam, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        GPSAM(resnet18, tiny_sam, **kwargs)
+        GPSAM(backbone=resnet18, sam=tiny_sam, **kwargs)

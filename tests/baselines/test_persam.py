@@ -21,12 +21,12 @@ from vrpsam.modeling.vrp_sam import EmptyReferenceError
 
 @pytest.fixture(scope="module")
 def persam(tiny_sam):
-    return PerSAM(tiny_sam)
+    return PerSAM(sam=tiny_sam)
 
 
 @pytest.fixture(scope="module")
 def persam_f(tiny_sam):
-    return PerSAMF(tiny_sam, iterations=20)
+    return PerSAMF(sam=tiny_sam, iterations=20)
 
 
 def _image(embedding: torch.Tensor) -> SamImage:
@@ -146,7 +146,14 @@ def test_every_annotation_becomes_a_deterministic_reference_mask(tiny_sam, make_
 def test_persam_handles_every_annotation_kind(persam, make_episode, kind):
     logits = persam.predict(make_episode(annotation=kind))
     assert logits.shape == (128, 128) and logits.dtype == torch.float32
-    assert torch.isfinite(logits).all() and (logits > 0).dtype == torch.bool
+    assert torch.isfinite(logits).all()
+
+
+def test_persam_follows_the_reference(persam, make_episode):
+    """The same target with the object annotated elsewhere in the reference: another prior."""
+    here, there = make_episode(box=(10, 50)), make_episode(box=(70, 120))
+    there.target_image = here.target_image
+    assert not torch.equal(persam.predict(here), persam.predict(there))
 
 
 @pytest.mark.parametrize("kind", ANNOTATIONS)
@@ -196,7 +203,7 @@ def test_fit_moves_the_weights_to_the_output_that_matches_and_lowers_the_loss():
 
 
 def test_persam_f_fit_lowers_its_loss_on_the_reference(tiny_sam, make_episode):
-    method = PerSAMF(tiny_sam, iterations=40, lr=1e-2)
+    method = PerSAMF(sam=tiny_sam, iterations=40, lr=1e-2)
     method.predict(make_episode())
     losses = method.last_fit_losses
     assert len(losses) == 40 and losses[-1] < losses[0]
@@ -206,15 +213,26 @@ def test_persam_f_fit_lowers_its_loss_on_the_reference(tiny_sam, make_episode):
 
 def test_fit_works_under_inference_mode(tiny_sam, make_episode):
     with torch.inference_mode():
-        logits = PerSAMF(tiny_sam, iterations=3).predict(make_episode())
+        logits = PerSAMF(sam=tiny_sam, iterations=3).predict(make_episode())
     assert logits.shape == (128, 128)
 
 
-def test_a_refinement_of_an_empty_mask_drops_the_box(persam, tiny_sam):
+def test_a_refinement_of_an_empty_mask_drops_the_box(persam, tiny_sam, monkeypatch):
+    import vrpsam.baselines.persam as persam_module
+
+    calls = []
+    real = persam_module.prompt_sam
+    monkeypatch.setattr(persam_module, "prompt_sam",
+                        lambda *a, **kw: calls.append(sorted(kw)) or real(*a, **kw))  # fmt: skip
     image = encode_image(tiny_sam, torch.randn(3, 128, 128))
     points = (torch.tensor([[64.0, 64.0]]), torch.tensor([1]))
-    out = persam.refine(image, points, torch.full((1, 1, 64, 64), -20.0), box=True)
+    empty, full = torch.full((1, 1, 64, 64), -20.0), torch.full((1, 1, 64, 64), -20.0)
+    full[..., 20:40, 20:40] = 20.0
+    out = persam.refine(image, points, empty, box=True)
+    persam.refine(image, points, full, box=True)
     assert out.shape == (1, 1, 64, 64)
+    assert "box" not in calls[0], "an empty mask has no box to prompt with"
+    assert "box" in calls[1], "a mask's box is a prompt of the refinement"
 
 
 @pytest.mark.parametrize(
@@ -228,4 +246,4 @@ def test_a_refinement_of_an_empty_mask_drops_the_box(persam, tiny_sam):
 )
 def test_bad_arguments_are_refused_with_a_reason(tiny_sam, cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        cls(tiny_sam, **kwargs)
+        cls(sam=tiny_sam, **kwargs)

@@ -13,7 +13,6 @@ from vrpsam.data import coco_index
 from vrpsam.data.base import FewShotSource
 from vrpsam.data.coco import CocoSource
 from vrpsam.data.coco_index import load_index, rle_decode
-from vrpsam.data.fileio import DatasetError
 from vrpsam.data.folds import (
     COCO_CATEGORIES,
     COCO_TO_VOC,
@@ -21,6 +20,7 @@ from vrpsam.data.folds import (
     class_name,
     novel_classes,
 )
+from vrpsam.data.reading import DatasetError
 from vrpsam.data.sources import build_source
 
 # The session tree has 128-pixel images (conftest.py): list a class from 400 pixels on.

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vrpsam.data.fileio import DatasetError, ImageReadError, read_binary_mask, read_rgb
+from vrpsam.data.reading import DatasetError, ImageReadError, read_binary_mask, read_rgb
 
 SIXTEEN_BIT = np.array([[0, 257, 1000, 32896, 65535]], dtype=np.uint16)
 AS_EIGHT_BIT = np.array([[0, 1, 4, 128, 255]], dtype=np.uint8)  # value / 257, rounded

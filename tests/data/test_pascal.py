@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from vrpsam.data.base import FewShotSource
-from vrpsam.data.fileio import DatasetError
 from vrpsam.data.folds import novel_classes
 from vrpsam.data.pascal import PascalSource, official_lists
+from vrpsam.data.reading import DatasetError
 
 # The session tree has 128-pixel images (conftest.py): list a class from 400 pixels on.
 VOC_OPTIONS = {"min_pixels": 400}

@@ -10,9 +10,9 @@ import pytest
 from fakes import FakeSource
 from scipy.stats import chisquare
 
+from vrpsam.cli.data import main as data_cli
 from vrpsam.data import annotations
 from vrpsam.data.annotations import official_test_scribble, simulate_annotation
-from vrpsam.data.cli import main as data_cli
 from vrpsam.data.dataset import EpisodeIndexSampler
 from vrpsam.data.pascal import PascalSource
 from vrpsam.data.sampling import TrainingEpisodeSampler, class_pools, make_test_episodes

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vrpsam.data.cli import main
+from vrpsam.cli.data import main
 from vrpsam.data.verify import verify_tree
 
 # The session trees have 128-pixel images (conftest.py): list a class from 400 pixels on.

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from vrpsam.train import CONFIG_PATH
+from vrpsam.conf import CONFIG_DIR
 
 # The demo experiment, shrunk: a few episodes, one epoch, no progress bars.
 SMALL = [
@@ -28,7 +28,7 @@ def compose_cfg(synthetic_voc_root: Path):
         base = [f"paths.output_dir={out_dir}", f"paths.run_dir={out_dir / run}"]
         if name in ("train", "eval", "build_cache"):
             base += [*SMALL, f"data.root={synthetic_voc_root}"]
-        with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             return compose(config_name=name, overrides=[*base, *overrides])
 
     return make

@@ -19,7 +19,7 @@ def test_episodes_per_second_skips_the_warm_up_steps():
 @pytest.mark.slow
 def test_quick_benchmark_writes_every_key(tmp_path):
     out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, "-m", "vrpsam.bench.cli", "--quick", "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "vrpsam.cli.bench", "--quick", "--out", str(out)],
                    check=True)  # fmt: skip
     result = json.loads(out.read_text())
     for key in ("train_vs_floor", "cached_vs_uncached", "train_episodes_per_s",

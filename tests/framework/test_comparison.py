@@ -2,7 +2,7 @@
 
 import pytest
 
-from vrpsam.comparison import comparison_chart, comparison_table
+from vrpsam.reports.comparison import comparison_chart, comparison_table
 
 
 def result(method, annotation, fold, miou, **extra):

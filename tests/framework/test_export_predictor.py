@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vrpsam import build_vrp_sam
-from vrpsam.export import export_model, load_export
+from vrpsam.artifacts.exports import export_model, load_export
 from vrpsam.modeling.vrp_sam import EmptyReferenceError
 from vrpsam.modeling.weights import WeightFileError
 from vrpsam.predictor import VRPSAMPredictor, annotation_to_mask
@@ -90,7 +90,7 @@ def test_predictor_matches_the_model_and_reuses_the_reference(trained, tmp_path,
 
 def test_predictor_k_shot_and_bad_references(trained):
     model, *_ = trained
-    predictor = VRPSAMPredictor(model, image_size=128)
+    predictor = VRPSAMPredictor(model=model, image_size=128)
     image = np.zeros((100, 150, 3), dtype=np.uint8)
     with pytest.raises(RuntimeError, match="set_reference"):
         predictor.predict(image)
@@ -117,6 +117,6 @@ def test_single_click_survives_the_resize_to_model_size():
         def to(self, device):
             return self
 
-    predictor = P(Stub(), image_size=64)
+    predictor = P(model=Stub(), image_size=64)
     predictor.set_reference(np.zeros((1000, 1000, 3), dtype=np.uint8), points=[(500, 500)])
     assert predictor._masks[0].sum() >= 1

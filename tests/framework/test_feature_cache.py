@@ -35,7 +35,7 @@ def build(folder, ids=IDS, **kw):
 def test_build_then_read_gives_the_computed_features_in_fp16(tmp_path):
     report = build(tmp_path / "sam")
     assert report.images == 10 and report.computed_shards == 3
-    cache = FeatureCache(tmp_path / "sam", SIGNATURE)
+    cache = FeatureCache(folder=tmp_path / "sam", expected=SIGNATURE)
     got = cache.get(["img007", "img002"], "sam")
     want = torch.stack([fake_features("img007")["sam"], fake_features("img002")["sam"]])
     assert got.dtype == torch.float16
@@ -59,7 +59,7 @@ def test_a_killed_build_resumes_and_gives_the_same_bytes(tmp_path):
     assert not (folder / MANIFEST).exists()  # an unfinished cache is never readable
     assert not list(folder.glob("*.tmp"))  # no half-written shard left behind
     with pytest.raises(CacheError, match="did not finish"):
-        FeatureCache(folder, SIGNATURE)
+        FeatureCache(folder=folder, expected=SIGNATURE)
     report = build(folder)
     assert report.reused_shards == 1 and report.computed_shards == 2
     for shard in sorted((tmp_path / "whole").glob("shard-*")):
@@ -70,9 +70,9 @@ def test_another_signature_is_refused_with_the_differences(tmp_path):
     build(tmp_path / "sam")
     other = {**SIGNATURE, "sam": "vit_b"}
     with pytest.raises(CacheMismatchError, match="sam: 'tiny' \\(cache\\) vs 'vit_b' \\(run\\)"):
-        FeatureCache(tmp_path / "sam", other)
+        FeatureCache(folder=tmp_path / "sam", expected=other)
     with pytest.raises(CacheMismatchError, match="image_size"):
-        FeatureCache(tmp_path / "sam", {**SIGNATURE, "image_size": 32})
+        FeatureCache(folder=tmp_path / "sam", expected={**SIGNATURE, "image_size": 32})
     with pytest.raises(CacheMismatchError):  # nor is it extended for another model
         build_cache(tmp_path / "sam", signature=other, ids=IDS, compute=fake_features,
                     keys=("sam",), show_progress=False)  # fmt: skip
@@ -83,21 +83,21 @@ def test_a_truncated_shard_is_named_not_read(tmp_path):
     shard = tmp_path / "sam" / shard_name(IDS[:4])
     shard.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(CacheError, match=r"truncated.*vrpsam-cache"):
-        FeatureCache(tmp_path / "sam", SIGNATURE)
+        FeatureCache(folder=tmp_path / "sam", expected=SIGNATURE)
     report = build(tmp_path / "sam")  # the build notices it and recomputes that shard
     assert report.computed_shards == 1
-    FeatureCache(tmp_path / "sam", SIGNATURE).get(IDS[:4], "sam")
+    FeatureCache(folder=tmp_path / "sam", expected=SIGNATURE).get(IDS[:4], "sam")
 
 
 def test_an_image_added_after_the_build_is_a_clear_error_then_added(tmp_path):
     build(tmp_path / "sam")
-    cache = FeatureCache(tmp_path / "sam", SIGNATURE)
+    cache = FeatureCache(folder=tmp_path / "sam", expected=SIGNATURE)
     with pytest.raises(CacheError, match=r"'new001' is not in the feature cache.*vrpsam-cache"):
         cache.get(["img001", "new001"], "sam")
     report = build(tmp_path / "sam", ids=[*IDS, "new001"])
     assert report.computed_shards == 1 and report.images == 11
     torch.testing.assert_close(
-        FeatureCache(tmp_path / "sam", SIGNATURE).get(["new001"], "sam")[0].float(),
+        FeatureCache(folder=tmp_path / "sam", expected=SIGNATURE).get(["new001"], "sam")[0].float(),
         fake_features("new001")["sam"].half().float(),
     )
 
@@ -118,7 +118,7 @@ def test_a_read_only_cache_folder_is_refused_for_building_but_readable(tmp_path,
     try:
         with pytest.raises(CacheError, match=r"cannot write the feature cache.*writable"):
             build(folder, ids=[*IDS, "new001"])
-        assert len(FeatureCache(folder, SIGNATURE).get(IDS, "sam")) == 10
+        assert len(FeatureCache(folder=folder, expected=SIGNATURE).get(IDS, "sam")) == 10
     finally:
         os.chmod(folder, 0o755)
 
@@ -142,7 +142,7 @@ def test_ranks_build_disjoint_shards_and_rank_zero_writes_the_manifest(tmp_path)
         t.join()
     assert not set(computed[0]) & set(computed[1])
     assert sorted(computed[0] + computed[1]) == IDS
-    assert len(FeatureCache(tmp_path / "sam", SIGNATURE)) == 10
+    assert len(FeatureCache(folder=tmp_path / "sam", expected=SIGNATURE)) == 10
 
 
 def test_the_plan_depends_only_on_the_ids():
@@ -170,9 +170,10 @@ def cached_cfg(make_cfg, frozen_files, tmp_path):
 
 
 def test_cached_and_uncached_training_give_the_same_losses_and_metrics(cached_cfg):
-    from vrpsam.train import train
+    from vrpsam.engine.training import train
 
-    overrides = ["cache.backbone=true", "cache_features=none", "test_after_training=false"]
+    overrides = ["cache.backbone=true", "cache_features=none", "test_after_training=false",
+                 "data.train_episodes_per_epoch=8", "data.val_episodes=4"]  # fmt: skip
     reports = build_run_cache(cached_cfg(*overrides, name="build_cache"), log=lambda _: None)
     assert {r.folder.name for r in reports} == {"sam", "backbone"}
     cached, objects = train(cached_cfg(*overrides, run="cached"))
@@ -188,7 +189,7 @@ def test_cached_and_uncached_training_give_the_same_losses_and_metrics(cached_cf
 
 
 def test_a_cache_of_another_sam_checkpoint_is_refused_by_training(cached_cfg, tmp_path):
-    from vrpsam.train import train
+    from vrpsam.engine.training import train
 
     build_run_cache(cached_cfg(name="build_cache"), log=lambda _: None)
     other = tmp_path / "other_sam.pth"

@@ -16,14 +16,14 @@ import torch
 from omegaconf import OmegaConf
 
 from vrpsam import build_vrp_sam
-from vrpsam.checkpoints import read_training_checkpoint
-from vrpsam.eval import evaluate
-from vrpsam.export import export_model, load_export
-from vrpsam.export_cli import export
-from vrpsam.frozen_weights import FrozenWeightsError
+from vrpsam.artifacts.checkpoints import read_training_checkpoint
+from vrpsam.artifacts.exports import export_model, load_export
+from vrpsam.artifacts.frozen_weights import FrozenWeightsError
+from vrpsam.cli.export import export
+from vrpsam.engine.evaluation import evaluate
+from vrpsam.engine.training import train
 from vrpsam.modeling.weights import WeightFileError
 from vrpsam.predictor import VRPSAMPredictor
-from vrpsam.train import train
 
 TINY_SAM = {"image_size": 128, "patch_size": 8, "window_size": 8}
 
@@ -83,7 +83,7 @@ def test_export_whose_frozen_files_moved_away_is_refused_naming_them(movable_run
         from PIL import Image
 
         Image.fromarray(target_image()).save(image)
-        argv = [sys.executable, "-m", "vrpsam.predict", f"export_dir={export_dir}",
+        argv = [sys.executable, "-m", "vrpsam.cli.predict", f"export_dir={export_dir}",
                 f"reference.image={image}", "reference.box=[10,10,60,60]", f"targets={image}",
                 f"out_dir={tmp_path / 'pred'}"]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
@@ -127,7 +127,7 @@ def test_eval_takes_image_size_from_the_checkpoint_and_warns_on_an_override(
 ):
     from hydra import compose, initialize_config_dir
 
-    from vrpsam.configs import CONFIG_DIR
+    from vrpsam.conf import CONFIG_DIR
 
     def cfg(*extra):
         overrides = ["data=synthetic", f"data.root={synthetic_voc_root}",
@@ -196,7 +196,7 @@ def test_ctrl_c_says_how_to_resume_and_resume_keeps_the_csv_rows(make_cfg, tmp_p
     cfg = make_cfg("train", *two)
     stopper = L.Callback()
     stopper.on_train_batch_end = _Interrupt(3)  # in epoch 1 (2 steps per epoch)
-    from vrpsam import train as train_module
+    from vrpsam.engine import training as train_module
 
     original = train_module.hydra.utils.instantiate
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vrpsam.metrics import FewShotIoU, intersection_union
+from vrpsam.engine.metrics import FewShotIoU, intersection_union
 
 
 def test_intersection_union_ignores_255():

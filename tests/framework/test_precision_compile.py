@@ -5,9 +5,9 @@ import warnings
 import pytest
 import torch
 
-from vrpsam.lit_module import compile_model
+from vrpsam.engine.compile import compile_model
+from vrpsam.engine.training import train
 from vrpsam.modeling.precision import native_low_precision
-from vrpsam.train import train
 
 
 def test_bf16_mixed_training_and_validation_run_end_to_end(make_cfg):

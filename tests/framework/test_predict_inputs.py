@@ -8,12 +8,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-import vrpsam.predict as predict_cli
+import vrpsam.cli.predict as predict_cli
 from vrpsam import build_vrp_sam
+from vrpsam.conf import CONFIG_DIR
 from vrpsam.modeling.vrp_sam import EmptyReferenceError
-from vrpsam.predict import PredictionReport, list_targets, output_names, overlay, predict
 from vrpsam.predictor import VRPSAMPredictor, annotation_to_mask, load_rgb
-from vrpsam.train import CONFIG_PATH
+from vrpsam.predictor.folder import PredictionReport, list_targets, output_names, overlay, predict
 
 TINY_SAM = {"image_size": 128, "patch_size": 8, "window_size": 8}
 
@@ -26,7 +26,7 @@ def model():
 
 @pytest.fixture
 def predictor(model):
-    return VRPSAMPredictor(model, image_size=128)
+    return VRPSAMPredictor(model=model, image_size=128)
 
 
 def noise(shape, seed=0):
@@ -115,7 +115,7 @@ def test_reference_mask_and_scribble_may_be_files(predictor, tmp_path):
     Image.fromarray(square_mask() * 255).save(tmp_path / "strokes.png")
     predictor.set_reference(str(image_path), scribble=str(tmp_path / "strokes.png"))
     assert predictor.shots == 1 and torch.equal(
-        predictor._masks[0], predictor._shot(image, {"mask": square_mask()}, 3)[1]
+        predictor._masks[0], predictor._shot(image, mask=square_mask())[1]
     )
 
 
@@ -130,7 +130,7 @@ def test_set_reference_replaces_and_add_reference_adds_a_shot(predictor, model):
     assert predictor.set_reference(image, mask=square_mask()) is None
     predictor.set_reference(image, box=(5, 5, 20, 20))
     assert predictor.shots == 1
-    only_box = VRPSAMPredictor(model, image_size=128)
+    only_box = VRPSAMPredictor(model=model, image_size=128)
     only_box.set_reference(image, box=(5, 5, 20, 20))
     np.testing.assert_array_equal(predictor.predict(target)[2], only_box.predict(target)[2])
     with pytest.raises(EmptyReferenceError):
@@ -176,7 +176,7 @@ def test_points_outside_the_image_are_refused_naming_them_and_the_size():
 
 
 def predict_cfg(*overrides):
-    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="predict", overrides=list(overrides))
 
 
@@ -189,7 +189,7 @@ def cli(model, tmp_path, monkeypatch):
     loads = []
 
     def from_export(cls, *args, **kwargs):
-        loads.append(cls(model, image_size=128))
+        loads.append(cls(model=model, image_size=128))
         return loads[-1]
 
     monkeypatch.setattr(VRPSAMPredictor, "from_export", classmethod(from_export))
@@ -270,7 +270,7 @@ def test_reference_mask_file_goes_through_the_shared_reader(cli, tmp_path):
     label_png.save(tmp_path / "label.png")
     report = cli(cli.reference, f"reference.mask={tmp_path / 'label.png'}")
     assert len(report.written) == 1 and not report.failed
-    expected = VRPSAMPredictor(cli.loads[0].model, image_size=128)
+    expected = VRPSAMPredictor(model=cli.loads[0].model, image_size=128)
     expected.set_reference(cli.reference, mask=labels != 0)
     assert torch.equal(cli.loads[0]._masks[0], expected._masks[0])
     Image.fromarray(np.ones((10, 10), np.uint8)).save(tmp_path / "small.png")

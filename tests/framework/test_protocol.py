@@ -6,11 +6,11 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from vrpsam.configs import CONFIG_DIR
-from vrpsam.eval import evaluate
+from vrpsam.conf import CONFIG_DIR
+from vrpsam.engine.evaluation import evaluate
+from vrpsam.engine.protocol import Protocol, configured_protocol, named_protocol
+from vrpsam.engine.training import train
 from vrpsam.modeling.switches import ModelSwitches
-from vrpsam.protocol import Protocol, configured_protocol, named_protocol
-from vrpsam.train import train
 
 SHORT = ["test_after_training=false", "test_before_training=false"]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from vrpsam.checkpoints import read_training_checkpoint
-from vrpsam.eval import evaluate
-from vrpsam.runtime import per_process_batch, world_size
-from vrpsam.train import train
+from vrpsam.artifacts.checkpoints import read_training_checkpoint
+from vrpsam.engine.evaluation import evaluate
+from vrpsam.engine.runtime import per_process_batch, world_size
+from vrpsam.engine.training import train
 
 
 def encoder_weights(path):
@@ -18,10 +18,14 @@ def encoder_weights(path):
 
 
 def test_kill_and_resume_equals_an_uninterrupted_run(make_cfg):
-    two = ["trainer.max_epochs=2", "test_after_training=false", "test_before_training=false"]
+    two = ["trainer.max_epochs=2", "test_after_training=false", "test_before_training=false",
+           "data.train_episodes_per_epoch=8", "data.val_episodes=4"]  # fmt: skip
     train(make_cfg("train", *two, run="straight"))
     # "Killed" after epoch 1 of 2, then continued from its last checkpoint in the same run folder.
-    stop = ["+callbacks.stop._target_=vrpsam.callbacks.StopAfterEpochs", "+callbacks.stop.epochs=1"]
+    stop = [
+        "+callbacks.stop._target_=vrpsam.engine.callbacks.StopAfterEpochs",
+        "+callbacks.stop.epochs=1",
+    ]
     train(make_cfg("train", *two, *stop, run="resumed"))
     train(make_cfg("train", *two, "ckpt_path=last", run="resumed"))
     out = make_cfg("train").paths.output_dir

@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from vrpsam.checkpoints import read_training_checkpoint
-from vrpsam.eval import evaluate
-from vrpsam.export_cli import export
-from vrpsam.lit_module import FROZEN_PREFIXES
-from vrpsam.predict import predict
-from vrpsam.train import train
+from vrpsam.artifacts.checkpoints import read_training_checkpoint
+from vrpsam.cli.export import export
+from vrpsam.engine.evaluation import evaluate
+from vrpsam.engine.training import train
+from vrpsam.engine.training_module import FROZEN_PREFIXES
+from vrpsam.predictor.folder import predict
 
 EVAL_KEYS = {"miou", "fbiou", "per_class_iou", "episodes", "fold", "shot", "annotation", "seed"}
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vrpsam.lit_module import compile_model
+from vrpsam.engine.compile import compile_model
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vrpsam.losses import bce_dice_loss
+from vrpsam.engine.losses import bce_dice_loss
 
 
 def test_loss_is_bce_mean_plus_dice_with_plus_one_smoothing():

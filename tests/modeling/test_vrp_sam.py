@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vrpsam import EmptyReferenceError, build_vrp_sam
-from vrpsam.losses import bce_dice_loss
+from vrpsam.engine.losses import bce_dice_loss
 
 
 def trainable(model):

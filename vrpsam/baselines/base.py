@@ -2,7 +2,7 @@
 
 A method gets one episode — k annotated references and one target, as the evaluation's data
 pipeline delivers them — and returns mask logits for the target (positive = the referenced class).
-The harness (:class:`vrpsam.lit_module.MethodModule`) feeds every method the identical fixed
+The harness (:class:`vrpsam.engine.scoring.MethodModule`) feeds every method the identical fixed
 episode list and scores the logits with the identical metric, so numbers are comparable.
 """
 

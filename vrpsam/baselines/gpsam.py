@@ -54,9 +54,9 @@ class GPSAM(FewShotMethod):
 
     def __init__(
         self,
+        *,
         backbone: FrozenBackbone,
         sam: FrozenSam,
-        *,
         prompt: str = "both",
         num_points: int = 5,
         threshold: float = 0.5,

@@ -195,9 +195,9 @@ class Matcher(FewShotMethod):
 
     def __init__(
         self,
+        *,
         encoder: DinoV2Backbone,
         sam: FrozenSam,
-        *,
         use_centres: bool = False,
         num_centres: int = 8,
         sample_sizes: tuple[int, int] = (1, 6),

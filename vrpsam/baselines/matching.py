@@ -379,7 +379,7 @@ def matcher_scores(
     beta: float,
     exp: float,
 ) -> torch.Tensor:
-    """score = α(1 − emd) + β·purity·coverage^λ (λ = ``exp``), higher is better."""
+    """Score = α(1 − emd) + β·purity·coverage^λ (λ = ``exp``), higher is better."""
     return alpha * (1 - emd) + beta * purity * coverage**exp
 
 

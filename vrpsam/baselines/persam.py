@@ -256,7 +256,7 @@ class PerSAM(FewShotMethod):
 
     name = "persam"
 
-    def __init__(self, sam: FrozenSam, *, annotation_points: int = 20) -> None:
+    def __init__(self, *, sam: FrozenSam, annotation_points: int = 20) -> None:
         super().__init__()
         if isinstance(annotation_points, bool) or not isinstance(annotation_points, int):
             raise ValueError(f"annotation_points must be an integer, got {annotation_points!r}")
@@ -351,13 +351,13 @@ class PerSAMF(PerSAM):
 
     def __init__(
         self,
-        sam: FrozenSam,
         *,
+        sam: FrozenSam,
         iterations: int = 1000,
         lr: float = 1e-3,
         annotation_points: int = 20,
     ) -> None:
-        super().__init__(sam, annotation_points=annotation_points)
+        super().__init__(sam=sam, annotation_points=annotation_points)
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
             raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
         if not lr > 0:

@@ -11,6 +11,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from vrpsam.artifacts.atomic import atomic_write_json
 from vrpsam.bench.setups import (
     BATCH,
     Scale,
@@ -19,14 +20,13 @@ from vrpsam.bench.setups import (
     main_overrides,
     train_loop_overrides,
 )
-from vrpsam.fileio import atomic_write_json
 
 
 class StepTimer(L.Callback):
     """Writes the wall time at the start of the first training step and at the end of every
     step to ``out`` when fitting ends."""
 
-    def __init__(self, out: str) -> None:
+    def __init__(self, *, out: str) -> None:
         self.out = out
         self.start: float | None = None
         self.times: list[float] = []
@@ -50,12 +50,13 @@ def episodes_per_second(times: list[float], warmup: int, batch: int = BATCH) -> 
 
 
 def train_loop(scale: Scale, work: Path, *, cached: bool, fast: bool = False) -> dict:
-    """The real training loop (``vrpsam.train.train``): data loading, features, step, logging."""
-    from vrpsam.train import train
+    """The real training loop (:func:`vrpsam.engine.training.train`): data loading, features,
+    step, logging."""
+    from vrpsam.engine.training import train
 
-    # The uncached loop (≈65 s a step with vit_b here) is timed from the start of its first step,
-    # with no warm-up: its one-time costs are small beside one step, and skipping a step would
-    # cost a minute of the benchmark's ten.
+    # The uncached loop (vit_b at 1024 on a CPU: a step is long) is timed from the start of its
+    # first step, with no warm-up: its one-time costs are small beside one step, and skipping a
+    # step would cost a large part of the benchmark's time.
     warmup = scale.warmup if cached else 0
     steps = scale.train_steps + warmup + 1 if cached else scale.uncached_steps
     run = f"train_{'cached' if cached else 'uncached'}{'_fast' if fast else ''}"
@@ -78,7 +79,7 @@ def floor(scale: Scale, work: Path, *, fast: bool = False) -> dict:
     import hydra
 
     from vrpsam.cache.run import model_overrides
-    from vrpsam.losses import bce_dice_loss
+    from vrpsam.engine.losses import bce_dice_loss
 
     cfg = compose_cfg("train", main_overrides(scale, work, "floor", cached=True,
                                               fast_pseudo_mask=fast))  # fmt: skip
@@ -112,8 +113,8 @@ def floor(scale: Scale, work: Path, *, fast: bool = False) -> dict:
 
 def predictor(scale: Scale, work: Path) -> dict:
     """10 targets with one reference (batched, reference once) vs 10 independent calls."""
-    from vrpsam import build_vrp_sam
     from vrpsam.data.sources import build_source
+    from vrpsam.modeling.vrp_sam import build_vrp_sam
     from vrpsam.predictor import VRPSAMPredictor
 
     torch.manual_seed(0)
@@ -128,7 +129,7 @@ def predictor(scale: Scale, work: Path) -> dict:
     images = [source.load_image(i) for i in targets[: scale.predictor_targets]]
     reference = source.load_image(ids[0])
     mask = source.load_mask(ids[0], class_id) == 1
-    pred = VRPSAMPredictor(model, image_size=scale.image_size, target_cache_size=0)
+    pred = VRPSAMPredictor(model=model, image_size=scale.image_size, target_cache_size=0)
 
     def reference_side():
         pred.reset_reference()
@@ -170,7 +171,7 @@ def predictor(scale: Scale, work: Path) -> dict:
 def evaluation(scale: Scale, work: Path, *, demo: bool) -> dict:
     """Wall seconds of ``vrpsam-eval``'s :func:`evaluate` with cached features (model build,
     episode list and test loop included)."""
-    from vrpsam.eval import evaluate
+    from vrpsam.engine.evaluation import evaluate
 
     if demo:
         episodes = scale.eval_episodes

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from vrpsam.train import CONFIG_PATH
+from vrpsam.conf import CONFIG_DIR
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ BATCH = 2  # episodes per step: the issue's "batch 2"
 
 
 def compose_cfg(name: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name=name, overrides=overrides)
 
 
@@ -54,7 +54,7 @@ def write_data(root: Path, images: int, size: int = 256) -> Path:
 
 def write_weights(folder: Path, backbone: str, sam_kwargs: dict) -> tuple[Path, Path]:
     """Random frozen weights saved as files (a feature cache is tied to weight files)."""
-    from vrpsam import build_vrp_sam
+    from vrpsam.modeling.vrp_sam import build_vrp_sam
 
     tag = f"{backbone}_tiny{sam_kwargs.get('image_size')}"
     sam_file, backbone_file = folder / f"sam_{tag}.pth", folder / f"{tag}_backbone.pth"
@@ -112,9 +112,11 @@ def main_overrides(scale: Scale, work: Path, run: str, *, cached: bool, fast_pse
 
 def demo_overrides(work: Path, run: str) -> list[str]:
     """The demo configuration (ResNet-18 + tiny SAM at 128 px) with a disk cache."""
-    from vrpsam.demo.settings import IMAGE_SIZE, SAM_SIZES
+    from omegaconf import OmegaConf
 
-    sam_kwargs = {"image_size": IMAGE_SIZE, **SAM_SIZES}
+    from vrpsam.conf import experiment_values
+
+    sam_kwargs = OmegaConf.to_container(experiment_values("demo").model.sam_kwargs)
     sam_file, backbone_file = write_weights(work / "weights", "resnet18", sam_kwargs)
     return [
         "experiment=demo",
@@ -134,7 +136,7 @@ def train_loop_overrides(steps: int) -> list[str]:
     return [
         f"data.train_episodes_per_epoch={steps * BATCH}",
         "trainer.max_epochs=1",
-        "+trainer.limit_val_batches=0",
+        "trainer.limit_val_batches=0",
         "trainer.enable_progress_bar=false",
         "+trainer.enable_checkpointing=false",
         "test_after_training=false",

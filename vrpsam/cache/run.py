@@ -40,7 +40,8 @@ def open_caches(cfg: DictConfig) -> dict[str, FeatureCache]:
     """The run's caches by kind, each checked against the run's own signature."""
     return {
         kind: FeatureCache(
-            Path(cfg.cache.dir) / kind, cache_signature(kind, cfg.model, cfg.data, cfg.cache.dtype)
+            folder=Path(cfg.cache.dir) / kind,
+            expected=cache_signature(kind, cfg.model, cfg.data, cfg.cache.dtype),
         )
         for kind in enabled_kinds(cfg)
     }
@@ -81,8 +82,8 @@ def build_run_cache(
 
     Args:
         cfg: a ``build_cache`` config (the training config plus ``cache.*``).
-        data_options: the protocol's data switches (:meth:`vrpsam.protocol.Protocol.data_options`),
-            which decide the splits' images.
+        data_options: the protocol's data switches, which decide the splits' images
+            (:meth:`vrpsam.engine.protocol.Protocol.data_options`).
         log: where progress lines go.
     """
     kinds = enabled_kinds(cfg)

@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-import vrpsam
-from vrpsam.fileio import sha256_file
+from vrpsam import __version__
+from vrpsam.artifacts.atomic import sha256_file
 from vrpsam.modeling.switches import ModelSwitches
 
 CACHE_FORMAT = 1
@@ -67,7 +67,7 @@ def cache_signature(kind: str, model: DictConfig, data: DictConfig, dtype: str) 
     )
     common = {
         "format": CACHE_FORMAT,
-        "vrpsam": vrpsam.__version__,
+        "vrpsam": __version__,
         "kind": kind,
         "dataset": data.dataset,
         "image_size": int(data.image_size),

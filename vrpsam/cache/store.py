@@ -21,8 +21,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from vrpsam.artifacts.atomic import atomic_write, atomic_write_json
 from vrpsam.cache.signature import CacheError, check_signature, fingerprint
-from vrpsam.fileio import atomic_write, atomic_write_json
 
 MANIFEST = "cache.json"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -73,7 +73,7 @@ class FeatureCache:
             with another one is refused.
     """
 
-    def __init__(self, folder: str | Path, expected: dict) -> None:
+    def __init__(self, *, folder: str | Path, expected: dict) -> None:
         self.folder = Path(folder)
         manifest_file = self.folder / MANIFEST
         if not manifest_file.is_file():

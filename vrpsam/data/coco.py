@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from vrpsam.data.base import IGNORE_INDEX, SPLITS
-from vrpsam.data.coco_index import load_index, rle_decode
-from vrpsam.data.fileio import COCO_ROOT_HINT, read_rgb, require
+from vrpsam.data.coco_index import COCO_ROOT_HINT, load_index, rle_decode
 from vrpsam.data.folds import all_classes, check_fold, class_name, novel_classes, split_train_val
+from vrpsam.data.reading import read_rgb, require
 
 CROWD_MODES = ("foreground", "ignore", "background")
 

@@ -33,11 +33,17 @@ from typing import Any
 
 import numpy as np
 
-from vrpsam.data.fileio import COCO_ROOT_HINT, DatasetError, require
+from vrpsam.artifacts.atomic import atomic_write_json
 from vrpsam.data.folds import COCO_CATEGORIES
-from vrpsam.fileio import atomic_write_json
+from vrpsam.data.reading import DatasetError, require
 
 logger = logging.getLogger(__name__)
+
+COCO_ROOT_HINT = (
+    "set data.root to the COCO folder that holds train2014, val2014 and annotations; "
+    "see data/README.md"
+)
+"""What a user should do when the COCO tree is missing or incomplete."""
 
 INDEX_VERSION = 1
 

@@ -45,7 +45,7 @@ class FewShotDataModule(L.LightningDataModule):
       ``test_seed``, written to ``test_episode_list`` when a path is given.
 
     The sampling rules, the test scribbles, the hold-out and the rank sharding are switches of the
-    run's protocol (:mod:`vrpsam.protocol`); the entry points pass them in.
+    run's protocol (:mod:`vrpsam.engine.protocol`); the entry points pass them in.
 
     Multi-GPU: val and test lists are split across ranks with :func:`shard_indices` (interleaved, no
     padding duplicates; sizes may differ by one, so reduce metric *sums* across ranks); every

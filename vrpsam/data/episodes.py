@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vrpsam.artifacts.atomic import atomic_write_text
 from vrpsam.data.base import Episode
-from vrpsam.fileio import atomic_write_text
 
 EPISODE_FILE_FORMAT = "vrpsam-episodes"
 EPISODE_FILE_VERSION = 1

@@ -30,14 +30,6 @@ from pathlib import Path
 import numpy as np
 
 from vrpsam.data.base import IGNORE_INDEX, SPLITS
-from vrpsam.data.fileio import (
-    ROOT_HINT,
-    DatasetError,
-    read_id_list,
-    read_label_png,
-    read_rgb,
-    require,
-)
 from vrpsam.data.folds import (
     PASCAL_CLASSES,
     all_classes,
@@ -46,8 +38,21 @@ from vrpsam.data.folds import (
     novel_classes,
     split_train_val,
 )
+from vrpsam.data.reading import (
+    DatasetError,
+    read_id_list,
+    read_label_png,
+    read_rgb,
+    require,
+)
 
 logger = logging.getLogger(__name__)
+
+ROOT_HINT = (
+    "set data.root to the VOC2012 folder that holds JPEGImages and SegmentationClassAug; "
+    "see data/README.md"
+)
+"""What a user should do when the VOC tree is missing or incomplete."""
 
 LIST_MODES = ("auto", "official", "generate")
 PFENET_MIN_PIXELS = 2 * 32 * 32

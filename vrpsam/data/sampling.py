@@ -7,7 +7,7 @@ episode list is a pure function of ``(source, rule, shot, seed, n)``; neither de
 count, rank or iteration order. Lists are prefix-stable (a shorter list is a prefix of a longer
 one) and, except for ``balanced``, their targets and classes do not depend on the shot.
 
-The rules (:mod:`vrpsam.protocol` says which protocol uses which):
+The rules (:mod:`vrpsam.engine.protocol` says which protocol uses which):
 
 * training ``image``: walk a seeded permutation of the training images; the class is one of the
   image's listed classes. ``image_present``: the same over every class present in the image at any

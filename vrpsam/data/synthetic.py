@@ -5,7 +5,7 @@ on them. Scenes come from :mod:`vrpsam.data.synthetic_scenes`: every class has a
 palette, texture), objects vary in scale and occlude each other over a cluttered background.
 
 Defaults: VOC 600 images (420 train / 180 val), COCO 1200 images (780 train2014 / 420 val2014),
-256×256; about 6 s and 15 s with 2 workers on 2 (shared) CPU cores. Each image draws its classes
+256×256. Each image draws its classes
 (VOC 2-4, COCO 2-5) from the test classes of one fold (PASCAL-5i: ``5f+1..5f+5``; COCO-20i:
 ``f+1, f+5, ...``), so that BAM's filter (training images must not show a novel class) keeps 3/4 of
 the training images, not ~40%, and the fold lists are the same with the filter on (runs) or off
@@ -53,13 +53,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from vrpsam.artifacts.atomic import atomic_write_bytes, atomic_write_json
 from vrpsam.data.base import SPLITS
 from vrpsam.data.coco import CocoSource
 from vrpsam.data.coco_index import import_pycocotools
 from vrpsam.data.folds import COCO_CATEGORIES, NUM_FOLDS, PASCAL_CLASSES, holdout_images
 from vrpsam.data.pascal import PascalSource
 from vrpsam.data.synthetic_scenes import balanced_classes, boundary_ring, render_scene
-from vrpsam.fileio import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -431,10 +431,7 @@ def _voc_image(job: tuple) -> tuple[int, dict[int, int]] | None:
 class _VocTree(_Tree):
     fmt = _VOC
     worker = staticmethod(_voc_image)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.palette = voc_palette()
+    palette = voc_palette()
 
     def job(self, scene: _Scene, plan: list[int], start: int, tries: int, required) -> tuple:
         return (

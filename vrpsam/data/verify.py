@@ -31,9 +31,9 @@ import numpy as np
 from vrpsam.data.base import SPLITS
 from vrpsam.data.coco import CocoSource
 from vrpsam.data.coco_index import load_index
-from vrpsam.data.fileio import DatasetError, read_id_list, read_label_png, read_rgb
 from vrpsam.data.folds import NUM_FOLDS, PASCAL_CLASSES, class_name
 from vrpsam.data.pascal import PFENET_MIN_PIXELS, PascalSource, check_label_values
+from vrpsam.data.reading import DatasetError, read_id_list, read_label_png, read_rgb
 from vrpsam.data.synthetic import MARKER, SHOTS_GOAL, recorded_min_pixels
 
 _ERRORS = (OSError, DatasetError, ValueError, KeyError)

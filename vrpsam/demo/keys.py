@@ -20,12 +20,12 @@ DATA_CODE = (
     "vrpsam.data.folds",
     "vrpsam.data.pascal",
     "vrpsam.data.coco",
-    "vrpsam.data.fileio",
+    "vrpsam.data.reading",
 )
 STANDIN_CODE = (
     "vrpsam.demo.standins",
     "vrpsam.modeling.sam",
-    "vrpsam.losses",
+    "vrpsam.engine.losses",
     "vrpsam.data.transforms",
     "vrpsam.data.sources",
 )

@@ -1,5 +1,5 @@
 """The demo's steps: data, stand-ins, training, the comparison with training-free prompting,
-export and predictions. Each step is a function the command (:mod:`vrpsam.demo.cli`) calls in turn.
+export and predictions. Each step is a function the command (:mod:`vrpsam.demo.run`) calls in turn.
 
 Only the synthetic tree and the stand-in weights are reused across runs, each under a key of
 everything that shapes it (:mod:`vrpsam.demo.keys`); the run's own products (training run,
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
+from vrpsam.artifacts.atomic import atomic_write, atomic_write_json
 from vrpsam.demo.keys import DATA_CODE, STANDIN_CODE, code_fingerprint, key
-from vrpsam.demo.settings import IMAGE_SIZE, SAM_SIZES, SEED
-from vrpsam.fileio import atomic_write, atomic_write_json
+from vrpsam.demo.settings import MATCHER_FILTERS_OFF, SEED, model_sizes
 
 RUN_PRODUCTS = ("run", "episodes", "evaluations", "export", "predictions")
 """Sub-folders a demo run writes afresh (removed at its start)."""
@@ -30,6 +30,7 @@ NAMES = {
     "persam": "PerSAM",
     "persam_f": "PerSAM-F",
     "matcher": "Matcher",
+    "matcher_small": "Matcher (on the stand-in backbone, small grid, filters off)",
 }
 
 Log = Callable[[str], None]
@@ -62,11 +63,12 @@ def ensure_standins(
     from vrpsam.data.sources import build_source
     from vrpsam.demo.standins import fit_standin_backbone, fit_standin_sam, load_training_images
 
+    image_size, sam_sizes = model_sizes()
     parts = {
         "code": code_fingerprint(STANDIN_CODE),
         "data": data_key,
-        "image_size": IMAGE_SIZE,
-        "sam": SAM_SIZES,
+        "image_size": image_size,
+        "sam": sam_sizes,
         "seed": SEED,
         **{k: settings[k] for k in ("sam_steps", "backbone_steps", "backbone_batch")},
     }
@@ -77,9 +79,9 @@ def ensure_standins(
         log(f"reusing stand-in weights {folder.name}")
         return sam_file, backbone_file
     source = build_source("pascal", data_root, 0, "train", lists="generate", min_pixels=400)
-    data = load_training_images(source, IMAGE_SIZE)
+    data = load_training_images(source, image_size)
     log(f"fitting a stand-in tiny SAM on {len(data.images)} base-class images")
-    sam, sam_losses = fit_standin_sam(data, steps=settings["sam_steps"], seed=SEED, **SAM_SIZES)
+    sam, sam_losses = fit_standin_sam(data, steps=settings["sam_steps"], seed=SEED, **sam_sizes)
     atomic_write(sam_file, lambda tmp: torch.save(sam.state_dict(), tmp))
     log("fitting a stand-in ResNet-18 on the base classes")
     body, body_losses = fit_standin_backbone(
@@ -106,7 +108,7 @@ def compose(name: str, overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from vrpsam.configs import CONFIG_DIR
+    from vrpsam.conf import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return hydra_compose(config_name=name, overrides=overrides)
@@ -145,14 +147,14 @@ def evaluate_method(
     extra_overrides: tuple[str, ...] = (),
 ) -> dict:
     """``vrpsam-eval`` of one method on the first ``episodes`` of the demo's fixed test list."""
-    from vrpsam.eval import evaluate
+    from vrpsam.engine.evaluation import evaluate
 
     name = method if checkpoint is None else f"vrpsam_{episodes}"
     overrides = [
         *_overrides(out, data_root, sam_file, backbone_file),
         f"method={method}",
         f"eval.episodes={episodes}",
-        f"paths.run_dir={out / 'evaluations' / name}",
+        f"paths.run_dir={evaluation_dir(out, name)}",
         *extra_overrides,
     ]
     if checkpoint is not None:
@@ -161,6 +163,11 @@ def evaluate_method(
     result = evaluate(compose("eval", overrides))
     result["wall_seconds"] = time.perf_counter() - start
     return result
+
+
+def evaluation_dir(out: Path, name: str) -> Path:
+    """Where the demo's evaluation ``name`` (a method, or ``vrpsam_<episodes>``) writes."""
+    return out / "evaluations" / name
 
 
 def comparison_rows(
@@ -179,9 +186,13 @@ def comparison_rows(
         result = evaluate_method(out, data_root, sam_file, backbone_file, "vrpsam", n, checkpoint)
         rows.append(_row("vrpsam", result))
         log(f"VRP-SAM on {n} episodes: mIoU {result['miou']:.1f}")
-    extra = tuple(settings.get("baseline_overrides", ()))
     for method, n in settings["baseline_episodes"].items():
-        result = evaluate_method(out, data_root, sam_file, backbone_file, method, n, None, extra)
+        extra = [*settings.get("baseline_overrides", {}).get(method, ())]
+        if method.startswith("matcher"):
+            extra += MATCHER_FILTERS_OFF
+        result = evaluate_method(
+            out, data_root, sam_file, backbone_file, method, n, None, tuple(extra)
+        )
         rows.append(_row(method, result))
         log(f"{NAMES[method]} on {n} episodes: mIoU {result['miou']:.1f} "
             f"({result['seconds_per_episode']:.2f} s per episode)")  # fmt: skip
@@ -197,13 +208,12 @@ def export_and_predict(out: Path, data_root: Path, run: Path, log: Log) -> tuple
     """Export the best checkpoint and segment novel-class targets from one reference."""
     from PIL import Image
 
+    from vrpsam.artifacts.exports import export_checkpoint
     from vrpsam.data.sources import build_source
-    from vrpsam.export_cli import export
-    from vrpsam.predict import overlay
     from vrpsam.predictor import VRPSAMPredictor
+    from vrpsam.predictor.folder import overlay
 
-    export_dir = export(compose("export", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
-                                           f"out_dir={out / 'export'}"]))  # fmt: skip
+    export_dir = export_checkpoint(run / "checkpoints" / "best.ckpt", out / "export")
     source = build_source("pascal", data_root, 0, "test", lists="generate", min_pixels=400)
     class_id = source.classes[0]
     images = list(source.image_ids_by_class()[class_id])[:5]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from vrpsam.demo.pipeline import NAMES
-from vrpsam.fileio import atomic_write_text
+from vrpsam.artifacts.atomic import atomic_write_text
+from vrpsam.demo.pipeline import NAMES, evaluation_dir
 
 
 def _cell(value, pattern: str = "{:.1f}") -> str:
@@ -31,10 +31,11 @@ def comparison_table(rows: list[dict]) -> str:
 
 
 def write_report(
-    out: Path, *, figures: dict, rows: list[dict], run: Path, evaluation: Path, predictions: Path,
-    seconds: float, setting: str,
+    out: Path, *, figures: dict, rows: list[dict], run: Path, predictions: Path, seconds: float,
+    setting: str,
 ) -> Path:  # fmt: skip
     """Write ``out/report.md`` (and copy the figures it shows next to it)."""
+    evaluation = evaluation_dir(out, f"vrpsam_{figures['episodes']}")
     for source, name in ((run / "training_curve.png", "training_curve.png"),
                          (evaluation / "overlays.png", "overlays.png")):  # fmt: skip
         if source.is_file():
@@ -59,10 +60,12 @@ after training (a model that segments every object whatever the reference shows 
 
 ## VRP-SAM against training-free prompting of the same SAM
 
-Every method runs on the same stand-in SAM (and backbone, for GP-SAM), on the first episodes of
-the same fixed list, scored by the same metric. PerSAM-F and Matcher take seconds per episode
-on a CPU, so they run on fewer episodes; VRP-SAM's figure on the same number of episodes is in
-the table too.
+Every method runs on the same stand-in SAM (and backbone, for GP-SAM and Matcher), on the first
+episodes of the same fixed list, scored by the same metric. PerSAM-F and Matcher take seconds per
+episode on a CPU, so they run on fewer episodes; VRP-SAM's figure on the same number of episodes
+is in the table too. Matcher runs with its mask filters off: its thresholds on SAM's predicted
+IoU and stability reject every mask of the stand-in SAM, whose IoU head is not calibrated like
+the released SAM's.
 
 {comparison_table(rows)}
 ## Learning curve

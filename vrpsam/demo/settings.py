@@ -11,19 +11,39 @@ SETTINGS = {
         "epochs": 3, "episodes_per_epoch": 800, "val_episodes": 100, "test_episodes": 200,
         # Training-free baselines on the first episodes of the same list (PerSAM-F fits 1000
         # steps per episode and Matcher decodes hundreds of prompt sets: seconds per episode).
-        "baseline_episodes": {"gpsam": 200, "persam": 200, "persam_f": 40, "matcher": 40},
+        "baseline_episodes": {"gpsam": 200, "persam": 200, "persam_f": 40, "matcher_small": 40},
     },
     "quick": {
         "images": 120, "sam_steps": 6, "backbone_steps": 4, "backbone_batch": 4,
         "epochs": 1, "episodes_per_epoch": 16, "val_episodes": 8, "test_episodes": 16,
-        "baseline_episodes": {"gpsam": 2, "persam": 2, "persam_f": 1, "matcher": 1},
+        "baseline_episodes": {"gpsam": 2, "persam": 2, "persam_f": 1, "matcher_small": 1},
         # A smoke run: PerSAM-F fits 10 steps instead of its 1000.
-        "baseline_overrides": ["baselines.persam_f.iterations=10"],
+        "baseline_overrides": {"persam_f": ["method.iterations=10"]},
     },
 }  # fmt: skip
-IMAGE_SIZE = 128
-SAM_SIZES = {"patch_size": 8, "window_size": 8}
 SEED = 0
+
+# Matcher's mask filters (SAM's predicted IoU >= 0.85, stability >= 0.9, the score filters) reject
+# every mask of the stand-in SAM, whose IoU head is not calibrated like SAM's: off in the demo.
+MATCHER_FILTERS_OFF = [
+    "+method.settings.iou_thresh=0.0",
+    "+method.settings.stability_thresh=0.0",
+    "+method.settings.dense_iou_thresh=0.0",
+    "+method.settings.dense_stability_thresh=0.0",
+    "+method.settings.use_score_filter=false",
+]
+
+
+def model_sizes() -> tuple[int, dict]:
+    """(image size, tiny-SAM sizes) of ``experiment=demo``, which the stand-ins must match."""
+    from omegaconf import OmegaConf
+
+    from vrpsam.conf import experiment_values
+
+    values = experiment_values("demo")
+    sam = dict(OmegaConf.to_container(values.model.sam_kwargs))
+    return int(values.data.image_size), {k: v for k, v in sam.items() if k != "image_size"}
+
 
 EXPECTED_FILE = Path(__file__).with_name("expected.json")
 """The full demo's figures as recorded from a run; a slow test checks a fresh run against them."""

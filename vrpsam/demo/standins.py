@@ -30,7 +30,7 @@ from torch import nn
 
 from vrpsam.data.base import IGNORE_INDEX
 from vrpsam.data.transforms import ResizeNormalize
-from vrpsam.losses import bce_dice_loss
+from vrpsam.engine.losses import bce_dice_loss
 from vrpsam.modeling.sam import build_tiny_sam, decode_batch
 
 

@@ -202,7 +202,7 @@ class DinoV2Backbone(FrozenBackbone):
 # --- weight-file adapters: map the layouts users have onto our modules -------------------------
 
 
-def _resnet_state(state: dict, *, deep_stem: bool) -> dict:
+def resnet_state_to_timm(state: dict, *, deep_stem: bool) -> dict:
     """Accept timm, torchvision, PSPNet ``resnet50_v2.pth`` and official VRP-SAM layouts."""
     pspnet_stem = {"conv1": "conv1.0", "bn1": "conv1.1", "conv2": "conv1.3", "bn2": "conv1.4",
                    "conv3": "conv1.6", "bn3": "bn1"}  # fmt: skip
@@ -223,7 +223,7 @@ def _resnet_state(state: dict, *, deep_stem: bool) -> dict:
     return out
 
 
-def _vgg_state(state: dict) -> dict:
+def vgg_state_to_ours(state: dict) -> dict:
     """Accept torchvision ``features.N`` keys and official ``layerK.M`` keys."""
     out = {}
     for key, value in state.items():
@@ -322,10 +322,10 @@ def load_backbone_weights(model: FrozenBackbone, name: str, checkpoint: str | Pa
     if isinstance(model, ResNetBackbone):
         state = {
             f"body.{k}": v
-            for k, v in _resnet_state(state, deep_stem=name.endswith("deepstem")).items()
+            for k, v in resnet_state_to_timm(state, deep_stem=name.endswith("deepstem")).items()
         }
     elif isinstance(model, VGGBackbone):
-        state = _vgg_state(state)
+        state = vgg_state_to_ours(state)
     elif isinstance(model, DinoV2Backbone):
         state = _dinov2_state(state, model)
     try:

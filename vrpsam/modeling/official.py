@@ -12,7 +12,12 @@ from pathlib import Path
 
 import torch
 
-from vrpsam.modeling.backbones import ResNetBackbone, VGGBackbone, _resnet_state, _vgg_state
+from vrpsam.modeling.backbones import (
+    ResNetBackbone,
+    VGGBackbone,
+    resnet_state_to_timm,
+    vgg_state_to_ours,
+)
 from vrpsam.modeling.vrp_sam import VRPSAM, build_vrp_sam
 from vrpsam.modeling.weights import WeightFileError, load_strict, read_state_dict
 
@@ -123,9 +128,9 @@ def _load_official_backbone(model: VRPSAM, name: str, state: dict, path) -> None
                 f"{path} holds the official deep-stem ResNet-50; build with "
                 f"backbone='resnet50_deepstem' to load it."
             )
-        mapped = {f"body.{k}": v for k, v in _resnet_state(state, deep_stem=True).items()}
+        mapped = {f"body.{k}": v for k, v in resnet_state_to_timm(state, deep_stem=True).items()}
     elif isinstance(model.backbone, VGGBackbone):
-        mapped = _vgg_state(state)
+        mapped = vgg_state_to_ours(state)
     else:
         raise WeightFileError(
             f"{path} holds a backbone, but backbone {name!r} has no official layout"

@@ -55,7 +55,6 @@ def emulation_warning(precision: str, device_type: str) -> str | None:
         return None
     return (
         f"trainer.precision={precision} on a CPU without native {dtype} (no AVX512-BF16/AMX): "
-        f"autocast emulates it, ~10x slower than 32-true (11x for the demo model's training step "
-        f"with its frozen encoders kept in fp32 by model.frozen_autocast=auto). "
+        f"autocast emulates it, many times slower than 32-true (README: performance). "
         f"Use trainer.precision=32-true on this machine"
     )

@@ -94,7 +94,7 @@ class CachedImageEncoder(nn.Module):
     """Stands in for SAM's image encoder when image embeddings come from a feature cache, so the
     (up to 2.5 GB) encoder is neither built nor loaded."""
 
-    def __init__(self, img_size: int) -> None:
+    def __init__(self, *, img_size: int) -> None:
         super().__init__()
         self.img_size = img_size
 
@@ -111,7 +111,7 @@ def _registry_builder(variant: str) -> Callable[..., nn.Module]:
         if sizes:
             raise ValueError(f"SAM {variant} has fixed official sizes; got overrides {sizes}")
         if not image_encoder:  # official frame: 1024 px, 16 px patches → 64×64 embeddings
-            return assemble_sam(CachedImageEncoder(1024), image_size=1024, grid=64)
+            return assemble_sam(CachedImageEncoder(img_size=1024), image_size=1024, grid=64)
         from segment_anything import sam_model_registry
 
         return sam_model_registry[variant](checkpoint=None)
@@ -219,7 +219,7 @@ class FrozenSam(nn.Module):
     """
 
     def __init__(
-        self, sam: nn.Module, *, preprocess: str = "longest_side", align_corners: bool = False
+        self, *, sam: nn.Module, preprocess: str = "longest_side", align_corners: bool = False
     ) -> None:
         super().__init__()
         if preprocess not in PREPROCESS_MODES:
@@ -385,7 +385,7 @@ def build_sam(
     else:
         sam = SAM_VARIANTS[variant](image_encoder=False, **sizes)
     if not image_encoder and variant == "tiny":
-        sam.image_encoder = CachedImageEncoder(sam.image_encoder.img_size)
+        sam.image_encoder = CachedImageEncoder(img_size=sam.image_encoder.img_size)
     if checkpoint is not None:
         state = read_state_dict(
             checkpoint,
@@ -408,4 +408,4 @@ def build_sam(
                 f"{variant} checkpoint."
             )
         sam.load_state_dict(state, strict=True)
-    return FrozenSam(sam, preprocess=preprocess, align_corners=align_corners)
+    return FrozenSam(sam=sam, preprocess=preprocess, align_corners=align_corners)

@@ -3,8 +3,9 @@
 Each difference is a named switch (DESIGN §3); :meth:`ModelSwitches.official` restores the official
 code's behaviour in all of them at once, which is what ``build_vrp_sam(official_compat=True)``
 selects. The default is the fixed behaviour. The switches of the loss, the episode sampling, the
-scoring and the model selection belong to the run, not to the model: see :mod:`vrpsam.protocol`,
-which holds every switch (these four included) and stores them in checkpoints and exports.
+scoring and the model selection belong to the run, not to the model: see
+:mod:`vrpsam.engine.protocol`, which holds every switch (these four included) and stores them in
+checkpoints and exports.
 
 =========================  ======================  ===========================  ==================
 switch                     default (fixed)         official code                read by

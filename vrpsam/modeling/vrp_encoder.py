@@ -125,7 +125,7 @@ class AttentionBlock(nn.Module):
         memory: torch.Tensor | None = None,
         key_pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """queries (B, N, C); memory (B, M, C) or None for self-attention; key_pos (M, C)."""
+        """Queries (B, N, C); memory (B, M, C) or None for self-attention; key_pos (M, C)."""
         if memory is None:
             attended = self.attn(queries, queries, queries, need_weights=False)[0]
         else:

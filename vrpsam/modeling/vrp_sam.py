@@ -299,7 +299,8 @@ def build_vrp_sam(
         sam: ``tiny``, ``vit_b``, ``vit_l`` or ``vit_h``.
         sam_checkpoint, backbone_checkpoint: local weight files.
         official_compat: restore every official-code model behaviour (see
-            :mod:`vrpsam.modeling.switches`; the run's other switches: :mod:`vrpsam.protocol`).
+            :mod:`vrpsam.modeling.switches`; the run's other switches:
+            :mod:`vrpsam.engine.protocol`).
         num_queries, num_heads, num_layers, dropout: prompt generator sizes.
         mask_before_high: see :class:`VRPSAM`.
         mask_downsample, sam_preprocess, align_corners, pseudo_mask_minmax: explicit switch

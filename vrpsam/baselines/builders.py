@@ -1,0 +1,96 @@
+"""Builders of the training-free methods, the ``_target_`` of ``conf/method/<name>.yaml``.
+
+Every method runs on the frozen parts the run's ``model.*`` config names (``model.sam``,
+``model.sam_checkpoint``, ``model.backbone``, ...), so a comparison runs every method on the same
+SAM; the SAM's input switches come from the protocol through the model config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from vrpsam.baselines.base import FewShotMethod
+from vrpsam.modeling.backbones import build_backbone
+from vrpsam.modeling.sam import FrozenSam, build_sam
+from vrpsam.modeling.switches import ModelSwitches
+
+
+def _plain(value: Any) -> dict:
+    if value is None:
+        return {}
+    if isinstance(value, DictConfig):
+        return dict(OmegaConf.to_container(value, resolve=True))
+    return dict(value)
+
+
+def _required(frozen: Mapping, key: str, method: str) -> str:
+    value = frozen.get(key)
+    if value is None:
+        raise ValueError(
+            f"method={method} needs model.{key}: pick the frozen model it runs on, e.g. "
+            f"model.sam=vit_h model.sam_checkpoint=sam_vit_h_4b8939.pth model.backbone=resnet50 "
+            f"(or an experiment=... that sets them)"
+        )
+    return value
+
+
+def frozen_sam(frozen: Mapping, method: str) -> FrozenSam:
+    """The SAM every method shares, from the model config and its switches."""
+    switches = ModelSwitches.resolve(
+        official_compat=bool(frozen.get("official_compat")),
+        sam_preprocess=frozen.get("sam_preprocess"),
+        align_corners=frozen.get("align_corners"),
+    )
+    return build_sam(
+        _required(frozen, "sam", method),
+        checkpoint=frozen.get("sam_checkpoint"),
+        preprocess=switches.sam_preprocess,
+        align_corners=switches.align_corners,
+        **_plain(frozen.get("sam_kwargs")),
+    ).eval()
+
+
+def build_gpsam(*, name: str, frozen: Mapping, **settings: Any) -> FewShotMethod:
+    """GP-SAM on the run's frozen backbone and SAM; ``settings``: :class:`GPSAM` arguments."""
+    from vrpsam.baselines.gpsam import GPSAM
+
+    backbone = build_backbone(
+        _required(frozen, "backbone", name),
+        checkpoint=frozen.get("backbone_checkpoint"),
+        **_plain(frozen.get("backbone_kwargs")),
+    )
+    return GPSAM(backbone=backbone, sam=frozen_sam(frozen, name), **settings).eval()
+
+
+def build_persam(*, name: str, frozen: Mapping, **settings: Any) -> FewShotMethod:
+    """PerSAM on the run's frozen SAM; ``settings``: :class:`PerSAM` arguments."""
+    from vrpsam.baselines.persam import PerSAM
+
+    return PerSAM(sam=frozen_sam(frozen, name), **settings).eval()
+
+
+def build_persam_f(*, name: str, frozen: Mapping, **settings: Any) -> FewShotMethod:
+    """PerSAM-F on the run's frozen SAM; ``settings``: :class:`PerSAMF` arguments."""
+    from vrpsam.baselines.persam import PerSAMF
+
+    return PerSAMF(sam=frozen_sam(frozen, name), **settings).eval()
+
+
+def build_matcher(
+    *,
+    name: str,
+    frozen: Mapping,
+    encoder: str,
+    encoder_checkpoint: str | None = None,
+    encoder_kwargs: Mapping | None = None,
+    settings: Mapping | None = None,
+) -> FewShotMethod:
+    """Matcher: its patch encoder (a DINOv2, or any backbone of the model builders) and the run's
+    frozen SAM; ``settings``: :class:`~vrpsam.baselines.matcher.Matcher` arguments."""
+    from vrpsam.baselines.matcher import Matcher
+
+    patches = build_backbone(encoder, checkpoint=encoder_checkpoint, **_plain(encoder_kwargs))
+    return Matcher(encoder=patches, sam=frozen_sam(frozen, name), **_plain(settings)).eval()

@@ -1,0 +1,197 @@
+r"""``vrpsam-data``: write synthetic trees, verify real ones, write fixed test episode lists.
+
+Examples::
+
+    vrpsam-data synthetic --format voc --out /data/synthetic_voc
+    vrpsam-data verify --dataset pascal --root /data/VOCdevkit/VOC2012
+    vrpsam-data episodes --dataset pascal --root /data/VOCdevkit/VOC2012 --fold 0 --shot 1 \\
+        --seed 0 --n 1000 --out episodes/pascal_f0_1shot_s0.json
+    vrpsam-data episodes --dataset coco --root /data/coco --fold 0 --split train \\
+        --protocol official --n 2000 --seed 0 --out coco_f0_train_official.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from vrpsam.data.reading import DatasetError
+
+_MIN_PIXELS_HELP = "pixels a class needs in an image to be listed (default 2048, PFENet's rule)"
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    import json
+
+    from vrpsam.data.synthetic import MARKER, write_coco_tree, write_voc_tree
+
+    writer = write_voc_tree if args.format == "voc" else write_coco_tree
+    options = {"seed": args.seed, "size": args.size, "overwrite": args.force}
+    for key in ("images", "workers", "min_pixels"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    start = time.perf_counter()
+    out = writer(args.out, **options)
+    print(f"wrote a synthetic {args.format} tree to {out} in {time.perf_counter() - start:.1f} s")
+    marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    fewest = ", ".join(f"{split} {n}" for split, n in marker["min_images_per_class"].items())
+    print(
+        f"made for the size threshold {marker['min_pixels']} pixels (min_pixels / min_area); "
+        f"fewest images of a class in a fold split: {fewest}"
+    )
+    dataset = "pascal" if args.format == "voc" else "coco"
+    print(f"check it with: vrpsam-data verify --dataset {dataset} --root {out}")
+    return 0
+
+
+def _size_option(dataset: str, split: str, min_pixels: int | None) -> dict[str, int]:
+    """The reader's size-threshold keyword: ``min_area`` for COCO splits, ``min_pixels`` for VOC."""
+    if min_pixels is None:
+        return {}
+    on_coco = dataset == "coco" or (dataset == "coco2pascal" and split != "test")
+    return {"min_area" if on_coco else "min_pixels": min_pixels}
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from vrpsam.data.verify import verify_tree
+
+    options = _size_option(args.dataset, "train", args.min_pixels)
+    report = verify_tree(args.dataset, args.root, full=args.full, **options)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _episodes(args: argparse.Namespace) -> int:
+    from vrpsam.conf import CONFIG_DIR
+    from vrpsam.data.datamodule import build_datamodule
+    from vrpsam.data.episodes import save_episodes
+    from vrpsam.data.sampling import (
+        TrainingEpisodeSampler,
+        make_test_episodes,
+        make_validation_episodes,
+    )
+    from vrpsam.data.synthetic import recorded_min_pixels
+    from vrpsam.engine.protocol import named_protocol
+
+    protocol = named_protocol(args.protocol, args.dataset, CONFIG_DIR)
+    # A synthetic tree records the size threshold it was made for (as `verify` reads it).
+    threshold = args.min_pixels if args.min_pixels is not None else recorded_min_pixels(args.root)
+    options = _size_option(args.dataset, args.split, threshold)
+    if args.pascal_root:
+        options["pascal_root"] = args.pascal_root
+    data = protocol.data_options()
+    # The splits as a run of this protocol builds them (hold-out, BAM's filter).
+    datamodule = build_datamodule(
+        dataset=args.dataset,
+        root=args.root,
+        fold=args.fold,
+        source_options=options,
+        train_exclude_novel=data.pop("train_exclude_novel"),
+        val_split=data["val_split"],
+    )
+    source = datamodule.source(args.split)
+    if source is None:
+        raise ValueError(f"{args.dataset} fold {args.fold}: no {args.split} split at {args.root}")
+    meta = {"dataset": args.dataset, "fold": args.fold, "split": args.split, "shot": args.shot,
+            "seed": args.seed, "n": args.n, "protocol": args.protocol}  # fmt: skip
+    if args.split == "train":
+        sampler = TrainingEpisodeSampler(
+            source=source, shot=args.shot, seed=args.seed, rule=protocol.train_sampling
+        )
+        episodes = [sampler.episode(0, i) for i in range(args.n)]
+        meta.update(sampling=protocol.train_sampling, epoch=0, epoch_length=len(sampler))
+    elif args.split == "val":
+        episodes = make_validation_episodes(source, shot=args.shot, seed=args.seed, n=args.n)
+        meta.update(sampling="balanced")
+    else:
+        rule = protocol.test_sampling
+        episodes = make_test_episodes(source, shot=args.shot, seed=args.seed, n=args.n, rule=rule)
+        meta.update(sampling=rule)
+    meta["classes"] = sorted({e.class_id for e in episodes})
+    path = save_episodes(args.out, episodes, meta)
+    print(
+        f"wrote {len(episodes)} {args.dataset} fold-{args.fold} {args.split} {args.shot}-shot "
+        f"episodes ({meta['sampling']} rule, protocol {args.protocol}) to {path}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``vrpsam-data``."""
+    parser = argparse.ArgumentParser(prog="vrpsam-data", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    synthetic = commands.add_parser("synthetic", help="write a synthetic VOC- or COCO-format tree")
+    synthetic.add_argument("--format", choices=("voc", "coco"), required=True)
+    synthetic.add_argument("--out", type=Path, required=True, help="folder to create")
+    synthetic.add_argument("--images", type=int, help="total images (default: voc 600, coco 1200)")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--size", type=int, default=256, help="image side in pixels")
+    synthetic.add_argument("--workers", type=int, help="rendering processes (default: CPUs, ≤ 4)")
+    synthetic.add_argument(
+        "--min-pixels",
+        type=int,
+        help="size threshold the class lists are completed for, recorded for verify (default: 400 "
+        "up to 256 px, 400·(size/256)² above)",
+    )
+    synthetic.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    synthetic.set_defaults(run=_synthetic)
+
+    verify = commands.add_parser("verify", help="check a dataset tree and print its fold counts")
+    verify.add_argument("--dataset", choices=("pascal", "coco"), required=True)
+    verify.add_argument("--root", type=Path, required=True, help="the folder data.root points at")
+    verify.add_argument("--full", action="store_true", help="decode every image, not a sample")
+    verify.add_argument(
+        "--min-pixels",
+        type=int,
+        help="pixels a class needs in an image to be listed (default: the threshold a synthetic "
+        "tree's vrpsam_synthetic.json records, else 2048, PFENet's rule)",
+    )
+    verify.set_defaults(run=_verify)
+
+    episodes = commands.add_parser("episodes", help="write a fixed episode list")
+    episodes.add_argument("--dataset", choices=("pascal", "coco", "coco2pascal"), required=True)
+    episodes.add_argument("--root", type=Path, required=True)
+    episodes.add_argument("--pascal-root", type=Path, help="VOC2012 folder (coco2pascal test)")
+    episodes.add_argument("--fold", type=int, required=True)
+    episodes.add_argument(
+        "--split",
+        choices=("test", "val", "train"),
+        default="test",
+        help="test: the fixed test list; val: model-selection episodes; train: the first N "
+        "training episodes of epoch 0, as a run with this seed draws them",
+    )
+    episodes.add_argument(
+        "--protocol",
+        choices=("default", "official"),
+        default="default",
+        help="the episode rules and splits of this protocol (docs/protocol.md)",
+    )
+    episodes.add_argument("--shot", type=int, default=1)
+    episodes.add_argument("--seed", type=int, default=0)
+    episodes.add_argument("--n", type=int, default=1000, help="number of episodes")
+    episodes.add_argument("--out", type=Path, required=True, help="episode list file (JSON)")
+    episodes.add_argument("--min-pixels", type=int, help=_MIN_PIXELS_HELP)
+    episodes.set_defaults(run=_episodes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``vrpsam-data`` with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    Data errors (missing or broken files, bad folds) print one ``error:`` line and return 2; a
+    ``verify`` that finds problems returns 1.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (FileNotFoundError, FileExistsError, DatasetError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

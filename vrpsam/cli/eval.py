@@ -1,0 +1,30 @@
+"""``vrpsam-eval``: the Hydra entry point of :func:`vrpsam.engine.evaluation.evaluate`.
+
+vrpsam-eval ckpt_path=RUN/checkpoints/best.ckpt data.fold=0 eval.shot=1
+vrpsam-eval method=persam model.sam=vit_h model.sam_checkpoint=sam_vit_h_4b8939.pth data.fold=0
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from vrpsam.conf import CONFIG_DIR
+from vrpsam.engine.evaluation import evaluate
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    result = evaluate(cfg)
+    log.info("wrote %s", Path(cfg.paths.run_dir) / "eval.json")
+    # The last line, for scripts: the headline figures.
+    print(f"mIoU {result['miou']:.2f} FB-IoU {result['fbiou']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

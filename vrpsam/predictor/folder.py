@@ -1,0 +1,202 @@
+r"""Segment a folder of images from one annotated reference (what ``vrpsam-predict`` runs).
+
+    vrpsam-predict export_dir=EXPORT reference.image=ref.jpg reference.mask=ref_mask.png \\
+        targets='photos/*.jpg' out_dir=predictions
+
+Writes ``<name>_mask.png`` (0/255) and ``<name>_overlay.png`` (the image with the predicted region
+tinted and outlined) per target into ``out_dir``. ``<name>`` is the target's file stem; targets
+that share a stem (``a.jpg`` and ``a.png``, or ``a.jpg`` in two folders of a glob) get the
+extension added (``a_jpg``, ``a_png``) and, if that is still shared, a number (``a_jpg_1``,
+``a_jpg_2``), in the sorted order of the targets, so no output overwrites another.
+
+A target that cannot be read is reported (file and reason, on stderr) and skipped; the command
+then exits with status 1 after segmenting the others. A reference that cannot be read stops the run
+before the model is loaded.
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+
+from vrpsam.artifacts.atomic import atomic_write
+from vrpsam.predictor.core import VRPSAMPredictor
+from vrpsam.predictor.inputs import annotation_to_mask, load_rgb
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+TINT = (255, 30, 30)
+
+
+@dataclass
+class PredictionReport:
+    """What a prediction run did.
+
+    Attributes:
+        written: the mask files written (``<name>_mask.png``; the overlay sits beside each), in
+            the order of the targets.
+        failed: (target, reason) of each target that could not be read, in the order of the
+            targets.
+    """
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def list_targets(targets: str) -> list[Path]:
+    """Images of a folder, a glob, or one file; a clear error when nothing matches."""
+    path = Path(targets)
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    elif path.is_file():
+        found = [path]
+    else:
+        # Sub-folders a glob matches are not targets; files that are not images are (and fail).
+        found = sorted(Path(p) for p in glob.glob(targets) if not Path(p).is_dir())
+    if not found:
+        raise FileNotFoundError(f"no target images found at {targets!r} (a folder, glob or image)")
+    return found
+
+
+def output_names(targets: list[Path]) -> list[str]:
+    """A distinct, deterministic output name per target (outputs are ``<name>_mask.png`` ...).
+
+    The stem when no other target shares it; else ``<stem>_<ext>``; if that is still shared (or
+    taken), ``<stem>_<ext>_<k>`` with the smallest free k from 1, in target order. Names are
+    compared ignoring case, as case-insensitive file systems (macOS, Windows) would.
+
+    Args:
+        targets: the target files, in a fixed (sorted) order.
+
+    Returns:
+        one name per target, in the same order.
+    """
+    stems = Counter(p.stem.casefold() for p in targets)
+    names: list[str | None] = [p.stem if stems[p.stem.casefold()] == 1 else None for p in targets]
+    taken = {name.casefold() for name in names if name is not None}
+    with_ext = {
+        i: f"{p.stem}_{p.suffix[1:].lower()}" if p.suffix else p.stem
+        for i, p in enumerate(targets)
+        if names[i] is None
+    }
+    counts = Counter(name.casefold() for name in with_ext.values())
+    for i, name in with_ext.items():
+        if counts[name.casefold()] == 1 and name.casefold() not in taken:
+            names[i] = name
+            taken.add(name.casefold())
+    for i, name in with_ext.items():
+        if names[i] is None:
+            k = 1
+            while f"{name}_{k}".casefold() in taken:
+                k += 1
+            names[i] = f"{name}_{k}"
+            taken.add(names[i].casefold())
+    return names
+
+
+def reference_annotation(reference: DictConfig) -> dict:
+    """The one annotation given in ``reference.*`` as predictor keyword arguments.
+
+    A mask or scribble given as a path stays a path: the predictor reads it (the object is every
+    non-zero pixel; see :func:`vrpsam.data.reading.read_binary_mask`); a scribble may also be a
+    list of polylines.
+    """
+    given = {
+        k: reference.get(k)
+        for k in ("mask", "box", "points", "scribble")
+        if reference.get(k) is not None
+    }
+    if len(given) != 1:
+        raise ValueError(
+            "give exactly one of reference.mask, reference.box, reference.points, "
+            f"reference.scribble; got {sorted(given) or 'none'}"
+        )
+    kind, value = next(iter(given.items()))
+    if kind in ("mask", "scribble") and isinstance(value, str):
+        return {kind: Path(value)}
+    return {kind: OmegaConf.to_object(value) if OmegaConf.is_config(value) else value}
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+
+
+def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The image with the mask tinted red and outlined; pixels outside the mask are unchanged.
+
+    The outline is the mask's inner border, its outer half white and its inner half black, so it
+    shows on dark and bright images alike; it is 2 px wide, wider on large images (1 px per 250 px
+    of the shorter side) so it still shows when the image is viewed scaled down.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        mask: (H, W) bool, the predicted region.
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    out = image.copy()
+    inside = mask.astype(bool)
+    out[inside] = (0.5 * image[inside] + 0.5 * np.array(TINT)).astype(np.uint8)
+    width = max(2, min(mask.shape) // 250)
+    kernel = np.ones((3, 3), np.uint8)
+    binary = inside.astype(np.uint8)
+    # Erosion peels the region one pixel ring at a time (the image's edge is not a boundary).
+    outer = binary - cv2.erode(binary, kernel, iterations=width // 2)
+    ring = binary - cv2.erode(binary, kernel, iterations=width)
+    out[ring.astype(bool)] = 0
+    out[outer.astype(bool)] = 255
+    return out
+
+
+def predict(cfg: DictConfig) -> PredictionReport:
+    """Run the predictor over the targets, skipping (and reporting) those that cannot be read.
+
+    Raises:
+        FileNotFoundError, ValueError: no targets, or a reference image or annotation that
+            cannot be used (checked before the model is loaded).
+    """
+    from tqdm import tqdm
+
+    targets = list_targets(str(cfg.targets))
+    names = output_names(targets)
+    # The reference first: nothing can be predicted without it, so fail before the slow load.
+    reference = load_rgb(Path(cfg.reference.image), what="reference image")
+    annotation = reference_annotation(cfg.reference)
+    annotation_to_mask(reference.shape[:2], **annotation)
+    out = Path(cfg.out_dir)
+    predictor = VRPSAMPredictor.from_export(
+        cfg.export_dir,
+        sam_checkpoint=cfg.get("sam_checkpoint"),
+        backbone_checkpoint=cfg.get("backbone_checkpoint"),
+        device=cfg.get("device", "cpu"),
+        random_frozen_weights=bool(cfg.get("random_frozen_weights")),
+    )
+    predictor.set_reference(reference, **annotation)
+    report = PredictionReport()
+    size = max(int(cfg.get("batch_size", 4)), 1)
+    with tqdm(total=len(targets), desc="predict", unit="image") as bar:
+        for start in range(0, len(targets), size):
+            chunk = []
+            for path, name in zip(
+                targets[start : start + size], names[start : start + size], strict=True
+            ):
+                try:
+                    chunk.append((name, load_rgb(path, what="target image")))
+                except (OSError, ValueError) as error:
+                    report.failed.append((path, str(error)))
+                    tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
+            results = predictor.predict_batch([image for _, image in chunk]) if chunk else []
+            for (name, image), (mask, _, _) in zip(chunk, results, strict=True):
+                save_png(out / f"{name}_mask.png", (mask * 255).astype(np.uint8))
+                save_png(out / f"{name}_overlay.png", overlay(image, mask))
+                report.written.append(out / f"{name}_mask.png")
+            bar.update(min(size, len(targets) - start))
+    return report

@@ -1,0 +1,2 @@
+"""Figures and tables for people: training curves, overlays, evaluation and fold tables, method
+comparisons."""
