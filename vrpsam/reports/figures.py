@@ -84,6 +84,14 @@ def outline(image: np.ndarray, mask: np.ndarray, color, width: int = 1) -> np.nd
 def plot_overlays(
     episodes: Sequence[dict], path: str | Path, class_names: dict | None = None
 ) -> None:
+    """Write :func:`overlay_figure` of ``episodes`` to ``path`` as PNG."""
+    plt = _pyplot()
+    fig = overlay_figure(episodes, class_names)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def overlay_figure(episodes: Sequence[dict], class_names: dict | None = None):
     """One row per episode: the reference with its annotation (green), the target with the
     ground truth outlined (blue), the target with the prediction tinted and outlined (red); each
     row names the class and the episode's IoU, and a legend explains the colours."""
@@ -120,5 +128,4 @@ def plot_overlays(
     ]
     fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3 * rows + 0.6)))
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    return fig
