@@ -19,9 +19,9 @@ def export(cfg: DictConfig) -> Path:
     return export_checkpoint(
         cfg.ckpt_path,
         cfg.out_dir,
-        sam_checkpoint=cfg.get("sam_checkpoint"),
-        backbone_checkpoint=cfg.get("backbone_checkpoint"),
-        random_frozen_weights=bool(cfg.get("random_frozen_weights")),
+        sam_checkpoint=cfg.sam_checkpoint,
+        backbone_checkpoint=cfg.backbone_checkpoint,
+        random_frozen_weights=bool(cfg.random_frozen_weights),
     )
 
 

@@ -174,14 +174,14 @@ def predict(cfg: DictConfig) -> PredictionReport:
     out = Path(cfg.out_dir)
     predictor = VRPSAMPredictor.from_export(
         cfg.export_dir,
-        sam_checkpoint=cfg.get("sam_checkpoint"),
-        backbone_checkpoint=cfg.get("backbone_checkpoint"),
-        device=cfg.get("device", "cpu"),
-        random_frozen_weights=bool(cfg.get("random_frozen_weights")),
+        sam_checkpoint=cfg.sam_checkpoint,
+        backbone_checkpoint=cfg.backbone_checkpoint,
+        device=cfg.device,
+        random_frozen_weights=bool(cfg.random_frozen_weights),
     )
     predictor.set_reference(reference, **annotation)
     report = PredictionReport()
-    size = max(int(cfg.get("batch_size", 4)), 1)
+    size = max(int(cfg.batch_size), 1)
     with tqdm(total=len(targets), desc="predict", unit="image") as bar:
         for start in range(0, len(targets), size):
             chunk = []
