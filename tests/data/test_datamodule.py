@@ -69,6 +69,15 @@ def test_batches_do_not_depend_on_the_number_of_workers():
     _assert_same_batches(_batches(single.test_dataloader()), _batches(multi.test_dataloader()))
 
 
+def test_more_workers_than_cpus_are_capped_at_the_cpus(monkeypatch):
+    from vrpsam.data import datamodule
+
+    monkeypatch.setattr(datamodule, "available_cpus", lambda: 3)
+    assert _datamodule(num_workers=8).num_workers == 3
+    assert _datamodule(num_workers=2).num_workers == 2
+    assert _datamodule(num_workers=8, persistent_workers=True).persistent_workers
+
+
 def test_training_epochs_differ():
     dm = _datamodule()
     dm.setup("fit")

@@ -89,6 +89,7 @@ def test_export_whose_frozen_files_moved_away_is_refused_naming_them(movable_run
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         assert done.returncode != 0
         assert "sam_tiny.pth" in done.stderr and "no longer exists" in done.stderr
+        assert done.returncode == 1 and "Traceback" not in done.stderr  # the message alone
         # Random frozen weights only when asked for by name.
         with pytest.warns(UserWarning, match="random SAM weights instead of sam_tiny.pth"):
             VRPSAMPredictor.from_export(movable_run["export"], random_frozen_weights=True)

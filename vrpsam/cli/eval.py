@@ -12,6 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from vrpsam.cli.errors import reported
 from vrpsam.conf import CONFIG_DIR
 from vrpsam.engine.evaluation import evaluate
 
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@reported
 def main(cfg: DictConfig) -> None:
     result = evaluate(cfg)
     log.info("wrote %s", Path(cfg.paths.run_dir) / "eval.json")

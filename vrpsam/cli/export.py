@@ -11,6 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from vrpsam.artifacts.exports import WEIGHTS_FILE, export_checkpoint
+from vrpsam.cli.errors import reported
 from vrpsam.conf import CONFIG_DIR
 
 
@@ -26,6 +27,7 @@ def export(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+@reported
 def main(cfg: DictConfig) -> None:
     out = export(cfg)
     size = (out / WEIGHTS_FILE).stat().st_size

@@ -13,11 +13,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from vrpsam.cli.errors import reported
 from vrpsam.conf import CONFIG_DIR
 from vrpsam.predictor.folder import predict
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+@reported
 def main(cfg: DictConfig) -> None:
     report = predict(cfg)
     print(

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from vrpsam.cli.errors import reported
 from vrpsam.conf import CONFIG_DIR
 from vrpsam.engine.runtime import world_size
 from vrpsam.engine.training import train
@@ -37,6 +38,7 @@ def check_launch(cfg: DictConfig, *, multirun: bool) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@reported
 def main(cfg: DictConfig) -> None:
     # A cluster launcher (submitit) runs each job in processes of its own: multi-GPU jobs are fine.
     launcher = str(HydraConfig.get().runtime.choices.get("hydra/launcher", "basic"))

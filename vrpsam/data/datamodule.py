@@ -32,6 +32,14 @@ def _init_worker(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (the affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 class FewShotDataModule(L.LightningDataModule):
     """Train / val / test episodes of one fold of a few-shot dataset.
 
@@ -67,7 +75,7 @@ class FewShotDataModule(L.LightningDataModule):
         image_size: side of the square network input.
         interpolation: image resize mode, ``"bilinear"`` or ``"area"``.
         batch_size: episodes per batch and process.
-        num_workers: loader worker processes.
+        num_workers: loader worker processes (capped at the CPUs this process may use).
         seed: seed of training sampling, training/validation annotations and the validation list.
         test_seed: seed of a generated test list (defaults to ``seed``).
         train_episodes_per_epoch: episodes per training epoch over all ranks (default: one per
@@ -121,7 +129,9 @@ class FewShotDataModule(L.LightningDataModule):
         self.annotation = annotation
         self.transform = ResizeNormalize(size=image_size, interpolation=interpolation)
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        # More loader processes than CPUs only slow a run down (PyTorch warns about it); batches
+        # are identical for any worker count, so capping changes no result.
+        self.num_workers = min(num_workers, available_cpus())
         self.seed = seed
         self.test_seed = seed if test_seed is None else test_seed
         self.train_episodes_per_epoch = train_episodes_per_epoch
@@ -129,7 +139,7 @@ class FewShotDataModule(L.LightningDataModule):
         self.test_episodes = test_episodes
         self.test_episode_list = None if test_episode_list is None else Path(test_episode_list)
         self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
+        self.persistent_workers = persistent_workers and self.num_workers > 0
         if val_split not in ("val", "test"):
             raise ValueError(f"val_split must be 'val' or 'test', got {val_split!r}")
         self.val_split = val_split
