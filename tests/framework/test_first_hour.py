@@ -87,7 +87,6 @@ def test_export_whose_frozen_files_moved_away_is_refused_naming_them(movable_run
                 f"reference.image={image}", "reference.box=[10,10,60,60]", f"targets={image}",
                 f"out_dir={tmp_path / 'pred'}"]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-        assert done.returncode != 0
         assert "sam_tiny.pth" in done.stderr and "no longer exists" in done.stderr
         assert done.returncode == 1 and "Traceback" not in done.stderr  # the message alone
         # Random frozen weights only when asked for by name.

@@ -8,7 +8,6 @@ episode lists, evaluations, export, predictions) are written afresh every time.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -248,7 +247,3 @@ def figures(metrics: dict, rows: list[dict]) -> dict:
 
 def save_figures(out: Path, values: dict) -> Path:
     return atomic_write_json(out / "figures.json", values, indent=2)
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text())

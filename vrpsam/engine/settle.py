@@ -9,15 +9,25 @@ contradict it (they are honoured).
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
+from pathlib import Path
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vrpsam.conf import CONFIG_DIR
 from vrpsam.engine.protocol import Protocol, evaluation_protocol
 
-MODEL_SIDE = {"image_size": 512, "interpolation": "bilinear"}
-"""Data settings a model is trained with, and their fallbacks for models that record none."""
+MODEL_SIDE = ("image_size", "interpolation")
+"""Data settings a model is trained with (eval.yaml leaves them null to take the checkpoint's)."""
+
+
+@functools.cache
+def data_defaults() -> DictConfig:
+    """``conf/data/base.yaml``: the fallbacks for models that record no data settings, and for
+    training-free methods (eval.yaml nulls these keys, so the composed config no longer has them).
+    """
+    return OmegaConf.load(Path(CONFIG_DIR) / "data" / "base.yaml")
 
 
 def settle(cfg: DictConfig, info: dict) -> tuple[DictConfig, Protocol]:
@@ -42,14 +52,14 @@ def settle(cfg: DictConfig, info: dict) -> tuple[DictConfig, Protocol]:
              for k, (old, new) in contradictions.items()]  # fmt: skip
     with open_dict(cfg):
         cfg.protocol = protocol.as_dict()
-        for key, fallback in MODEL_SIDE.items():
+        for key in MODEL_SIDE:
             given, saved = cfg.data.get(key), trained.get(key)
             if given is None:
-                cfg.data[key] = saved if saved is not None else fallback
+                cfg.data[key] = saved if saved is not None else data_defaults()[key]
             elif saved is not None and given != saved:
                 notes.append(f"data.{key}: checkpoint {saved!r}, this run {given!r}")
         if cfg.eval.get("annotation") is None:
-            cfg.eval.annotation = info.get("annotation") or "mask"
+            cfg.eval.annotation = info.get("annotation") or data_defaults().annotation
         for key in ("dataset", "fold"):
             if trained[key] is not None and cfg.data[key] != trained[key]:
                 notes.append(f"data.{key}: trained on {trained[key]!r}, evaluated on "
