@@ -38,6 +38,10 @@ def test_every_dataset_config_builds_its_datamodule(option):
 
     cfg = compose_with("train", [f"data={option}"])
     protocol = configured_protocol(cfg, CONFIG_DIR)
+    if cfg.data.get("video"):  # scored by the video evaluation; no training episodes
+        with pytest.raises(Exception, match="is a video benchmark"):
+            instantiate(cfg.data, **protocol.data_options())
+        return
     datamodule = instantiate(cfg.data, **protocol.data_options())
     assert isinstance(datamodule, FewShotDataModule)
     assert datamodule.test_sampling == protocol.test_sampling

@@ -19,7 +19,7 @@ from vrpsam.engine.protocol import configured_protocol
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="build_cache")
 def main(cfg: DictConfig) -> None:
-    check_fold(cfg.data.fold)
+    check_fold(cfg.data.fold, cfg.data.dataset)
     protocol = configured_protocol(cfg, CONFIG_DIR)
     build_run_cache(cfg, data_options=protocol.data_options())
 

@@ -28,6 +28,7 @@ import io
 import json
 import logging
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,25 +103,57 @@ def _sha256(path: Path) -> str:
 
 
 def missing_images(file_names: list[str], image_dir: Path) -> list[str]:
-    """The ``file_names`` (sorted) that have no file in ``image_dir``."""
-    present = set(os.listdir(image_dir)) if image_dir.is_dir() else set()
-    return sorted(name for name in file_names if name not in present)
+    """The ``file_names`` (paths relative to ``image_dir``, sorted) that have no file there; one
+    directory listing per folder, not one ``stat`` per image."""
+    listings: dict[Path, set[str]] = {}
+    missing = []
+    for name in file_names:
+        folder = (image_dir / name).parent
+        if folder not in listings:
+            listings[folder] = set(os.listdir(folder)) if folder.is_dir() else set()
+        if Path(name).name not in listings[folder]:
+            missing.append(name)
+    return sorted(missing)
 
 
-def check_images_present(file_names: list[str], image_dir: Path, json_path: Path) -> None:
+def check_images_present(
+    file_names: list[str],
+    image_dir: Path,
+    json_path: Path,
+    hint: str = f"extract the matching COCO 2014 images and annotations. {COCO_ROOT_HINT}",
+) -> None:
     """Raise ``DatasetError`` naming a few images ``json_path`` lists but ``image_dir`` lacks."""
     missing = missing_images(file_names, image_dir)
     if missing:
         raise DatasetError(
             f"{json_path} lists {len(missing)} images that are not in {image_dir} "
             f"(e.g. {', '.join(missing[:5])}): the annotation file does not match the image "
-            "folder; "
-            f"extract the matching COCO 2014 images and annotations. {COCO_ROOT_HINT}"
+            f"folder; {hint}"
         )
 
 
-def build_index(json_path: Path, image_dir: Path) -> dict:
+def coco_classes() -> dict[int, int]:
+    """COCO category id → COCO-20i class index (1..80)."""
+    return {cat_id: index for index, (cat_id, _) in enumerate(COCO_CATEGORIES, start=1)}
+
+
+def build_index(
+    json_path: Path,
+    image_dir: Path,
+    *,
+    class_of: Mapping[int, int] | None = None,
+    file_name_of: Callable[[Mapping], str] | None = None,
+    missing_hint: str | None = None,
+) -> dict:
     """Read ``json_path`` with pycocotools and build the index (see the module docstring).
+
+    Args:
+        json_path: a COCO-format instances json.
+        image_dir: the folder the images' file names are relative to.
+        class_of: category id → class id (default: the 80 COCO 2014 categories → 1..80); a
+            category outside it is refused.
+        file_name_of: an image entry → its path under ``image_dir`` (default: ``file_name``).
+        missing_hint: what to do when images are missing (default: COCO 2014's).
 
     Raises:
         DatasetError: the json names an unknown category, or images that ``image_dir`` lacks.
@@ -128,14 +161,17 @@ def build_index(json_path: Path, image_dir: Path) -> dict:
     coco_cls, mask_utils = import_pycocotools()
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
         coco = coco_cls(str(json_path))
-    class_of = {cat_id: index for index, (cat_id, _) in enumerate(COCO_CATEGORIES, start=1)}
-    unknown = sorted(set(coco.cats) - set(class_of))
+    class_of = coco_classes() if class_of is None else class_of
+    file_name_of = file_name_of or (lambda img: img["file_name"])
+    unknown = sorted(c for c in coco.cats if c not in class_of)
     if unknown:
         raise DatasetError(
             f"{json_path} has category ids {unknown[:8]} that are not COCO 2014 categories; "
             "vrpsam expects the 80 standard categories with their official ids"
         )
-    check_images_present([img["file_name"] for img in coco.imgs.values()], image_dir, json_path)
+    file_names = {img_id: file_name_of(img) for img_id, img in coco.imgs.items()}
+    hint = {"hint": missing_hint} if missing_hint else {}
+    check_images_present(list(file_names.values()), image_dir, json_path, **hint)
     images = {}
     for img_id, img in coco.imgs.items():
         groups: dict[int, tuple[list, list]] = {}
@@ -151,14 +187,15 @@ def build_index(json_path: Path, image_dir: Path) -> dict:
                     entry[f"{key}rle"] = union["counts"].decode("ascii")
                     entry["area_crowd" if key else "area"] = int(mask_utils.area(union))
             classes[str(class_index)] = entry
-        stem = Path(img["file_name"]).stem
+        stem = Path(file_names[img_id]).stem
         images[stem] = {
-            "file_name": img["file_name"],
+            "file_name": file_names[img_id],
             "height": int(img["height"]),
             "width": int(img["width"]),
             "classes": classes,
         }
-    return {"version": INDEX_VERSION, "images": images}
+    names = {str(class_of[c["id"]]): c["name"] for c in coco.cats.values()}
+    return {"version": INDEX_VERSION, "images": images, "categories": names}
 
 
 def _cache_candidates(json_path: Path, cache_dir: Path | None) -> list[Path]:
@@ -198,7 +235,12 @@ def _write_cache(path: Path, data: dict) -> bool:
 
 
 def load_index(
-    json_path: str | Path, image_dir: str | Path, *, cache_dir: str | Path | None = None
+    json_path: str | Path,
+    image_dir: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    root_hint: str = COCO_ROOT_HINT,
+    **build: Any,
 ) -> tuple[dict, str]:
     """The index of ``json_path``, from the cache when it is current, else built and cached.
 
@@ -207,23 +249,26 @@ def load_index(
         image_dir: the folder of that split's images (checked against the json on every load).
         cache_dir: where to cache the index when the annotations folder is read-only
             (default ``$XDG_CACHE_HOME/vrpsam``).
+        root_hint: what to tell the user when a file is missing.
+        **build: :func:`build_index`'s ``class_of`` and ``file_name_of`` (other datasets).
 
     Returns:
         ``(index, status)`` with status ``"cached"`` or ``"built"``.
     """
     json_path, image_dir = Path(json_path).expanduser(), Path(image_dir).expanduser()
-    require(json_path, "COCO annotation file", COCO_ROOT_HINT)
-    require(image_dir, "COCO image folder", COCO_ROOT_HINT)
+    require(json_path, "annotation file", root_hint)
+    require(image_dir, "image folder", root_hint)
     stat = json_path.stat()
     candidates = _cache_candidates(json_path, Path(cache_dir) if cache_dir else None)
     for path in candidates:
         data = _read_cache(path, json_path, stat)
         if data is not None:
             files = [entry["file_name"] for entry in data["images"].values()]
-            check_images_present(files, image_dir, json_path)
+            hint = {"hint": build["missing_hint"]} if build.get("missing_hint") else {}
+            check_images_present(files, image_dir, json_path, **hint)
             return data, "cached"
     logger.info("indexing %s (once; cached afterwards)", json_path)
-    data = build_index(json_path, image_dir)
+    data = build_index(json_path, image_dir, **build)
     data["source"] = {
         "name": json_path.name,
         "size": stat.st_size,

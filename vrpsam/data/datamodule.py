@@ -25,6 +25,28 @@ from vrpsam.data.sampling import (
 )
 from vrpsam.data.transforms import ResizeNormalize
 
+TEST_SPLITS = ("novel", "base")
+"""What the test episodes test: the fold's novel classes, or its base classes (VRP-SAM Table 13)."""
+
+
+class BaseSplit:
+    """A fold's training split seen as a test split named ``base``: the base-class test of VRP-SAM
+    Table 13 (pairs from the fold's training images of base classes). Everything but ``split``
+    is the training source's."""
+
+    split = "base"
+
+    def __init__(self, train: FewShotSource) -> None:
+        self._train = train
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_train":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self._train, name)
+
+    def __repr__(self) -> str:
+        return f"BaseSplit({self._train!r})"
+
 
 def _init_worker(worker_id: int) -> None:
     """Keep OpenCV single-threaded inside loader workers, which already run in parallel."""
@@ -93,6 +115,9 @@ class FewShotDataModule(L.LightningDataModule):
         test_scribble: ``per_episode`` or ``fixed`` (the official code's test scribbles).
         rank_episodes: ``unique`` shards training episodes across ranks; ``same`` gives every
             rank the same episodes (the official COCO multi-GPU run).
+        test_split: ``novel`` tests the fold's novel classes; ``base`` tests its base classes on
+            the fold's training images (VRP-SAM Table 13: 1000 fixed pairs), with the
+            ``balanced`` rule whatever ``test_sampling`` says (the pairs are drawn at random).
     """
 
     def __init__(
@@ -119,6 +144,7 @@ class FewShotDataModule(L.LightningDataModule):
         test_sampling: str = "balanced",
         test_scribble: str = "per_episode",
         rank_episodes: str = "unique",
+        test_split: str = "novel",
     ) -> None:
         super().__init__()
         if sources is None and source_factory is None:
@@ -148,6 +174,7 @@ class FewShotDataModule(L.LightningDataModule):
             ("test_sampling", test_sampling, TEST_RULES),
             ("test_scribble", test_scribble, ("per_episode", "fixed")),
             ("rank_episodes", rank_episodes, ("unique", "same")),
+            ("test_split", test_split, TEST_SPLITS),
         ):
             if value not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
@@ -155,13 +182,25 @@ class FewShotDataModule(L.LightningDataModule):
         self.test_sampling = test_sampling
         self.test_scribble = test_scribble
         self.rank_episodes = rank_episodes
+        self.test_split = test_split
         self.train_dataset: EpisodeDataset | None = None
         self.val_dataset: EpisodeDataset | None = None
         self.test_dataset: EpisodeDataset | None = None
         self.test_episode_meta: dict[str, Any] | None = None
 
+    @property
+    def test_sampling_rule(self) -> str:
+        """The rule of the test list: ``test_sampling``, or ``balanced`` for the base-class test."""
+        return "balanced" if self.test_split == "base" else self.test_sampling
+
     def source(self, split: str) -> FewShotSource | None:
-        """The source of ``split``, or None when there is none."""
+        """The source of ``split``, or None when there is none. Under ``test_split="base"`` the
+        ``test`` source is the training split seen as split ``base``."""
+        if split == "test" and self.test_split == "base":
+            if "base" not in self.sources:
+                train = self.source("train")
+                self.sources["base"] = None if train is None else BaseSplit(train)  # type: ignore[assignment]
+            return self.sources["base"]
         if split not in self.sources and self.source_factory is not None:
             try:
                 self.sources[split] = self.source_factory(split)
@@ -234,7 +273,7 @@ class FewShotDataModule(L.LightningDataModule):
                 shot=self.shot,
                 seed=self.test_seed,
                 n=self.test_episodes,
-                rule=self.test_sampling,
+                rule=self.test_sampling_rule,
             )
             _, small = class_pools(source, self.shot)
             meta = {
@@ -244,7 +283,7 @@ class FewShotDataModule(L.LightningDataModule):
                 "shot": self.shot,
                 "seed": self.test_seed,
                 "n": len(episodes),
-                "sampling": self.test_sampling,
+                "sampling": self.test_sampling_rule,
                 "classes": sorted({e.class_id for e in episodes}),
                 "classes_skipped": sorted(small),
             }
@@ -259,7 +298,7 @@ class FewShotDataModule(L.LightningDataModule):
             "fold": source.fold,
             "split": source.split,
             "shot": self.shot,
-            "sampling": self.test_sampling,
+            "sampling": self.test_sampling_rule,
         }
         # Lists written before the sampling rules existed were drawn with the balanced rule.
         found = {**meta, "sampling": meta.get("sampling", "balanced")}
@@ -328,6 +367,16 @@ class FewShotDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
 
+def video_training_message(dataset: str) -> str:
+    """Why a video benchmark builds no episode DataModule, and what to do instead."""
+    return (
+        f"data={dataset} is a video benchmark: vrpsam-eval scores a model on it (J&F), but there "
+        "are no few-shot training episodes; train on an image dataset "
+        "(experiment=coco20i_resnet50) and evaluate the checkpoint with "
+        f"vrpsam-eval ckpt_path=... data={dataset}"
+    )
+
+
 def build_datamodule(
     *,
     dataset: str,
@@ -340,9 +389,9 @@ def build_datamodule(
     """A :class:`FewShotDataModule` for one fold of a dataset by name (what Hydra configs build).
 
     Args:
-        dataset: ``pascal``, ``coco`` or ``coco2pascal``.
+        dataset: ``pascal``, ``coco``, ``coco2pascal``, ``fss1000`` or ``lvis92i``.
         root: the dataset folder (``data.root``).
-        fold: 0..3.
+        fold: a fold of the dataset (0..3; LVIS-92i 0..9; FSS-1000 0).
         source_options: keyword arguments of the dataset's reader (see
             :func:`vrpsam.data.sources.build_source`).
         train_exclude_novel: leave out training images that hold a novel class (BAM's lists;
@@ -350,10 +399,14 @@ def build_datamodule(
         **kwargs: :class:`FewShotDataModule` arguments (shot, annotation, batch size, ...).
     """
     from vrpsam.data.folds import check_fold
-    from vrpsam.data.sources import SourceFactory
+    from vrpsam.data.sources import SHOT_DEPENDENT, SourceFactory
 
-    check_fold(fold)
+    if kwargs.pop("video", False):
+        raise ValueError(video_training_message(dataset))
+    check_fold(fold, dataset)
     options = dict(source_options or {})
+    if dataset in SHOT_DEPENDENT:
+        options["shot"] = int(kwargs.get("shot", 1))
     if "exclude_novel" in options:
         raise ValueError(
             "data.source_options.exclude_novel is a protocol switch: set "

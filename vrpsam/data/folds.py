@@ -19,6 +19,18 @@ from collections.abc import Iterable, Mapping, Sequence
 
 DATASETS = ("pascal", "coco", "coco2pascal")
 NUM_FOLDS = 4
+"""Folds of the PASCAL-5i / COCO-20i family (the datasets whose classes this module numbers)."""
+
+FOLD_COUNTS = {
+    "pascal": NUM_FOLDS,
+    "coco": NUM_FOLDS,
+    "coco2pascal": NUM_FOLDS,
+    "fss1000": 1,  # one fixed class split (hsnet's)
+    "lvis92i": 10,  # Matcher: fold f = every tenth class from f
+    "davis2017": 1,
+    "davis2016": 1,
+}
+"""Number of folds of every dataset a run may name (``data.dataset``)."""
 
 PASCAL_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -64,10 +76,15 @@ COCO2PASCAL_TEST_FOLDS = {
 """PASCAL test classes of each COCO→PASCAL fold (VRP-SAM Table 10, after HSNet/PFENet)."""
 
 
-def check_fold(fold: int) -> int:
-    """Return ``fold`` if it is 0..3, else raise ``ValueError``."""
-    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < NUM_FOLDS:
-        raise ValueError(f"fold must be 0..{NUM_FOLDS - 1}, got {fold}")
+def check_fold(fold: int, dataset: str = "pascal") -> int:
+    """Return ``fold`` if ``dataset`` has such a fold (0..3 for PASCAL-5i and COCO-20i, 0..9 for
+    LVIS-92i, 0 for FSS-1000 and DAVIS), else raise ``ValueError``."""
+    if dataset not in FOLD_COUNTS:
+        raise ValueError(f"dataset must be one of {', '.join(FOLD_COUNTS)}, got {dataset!r}")
+    count = FOLD_COUNTS[dataset]
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < count:
+        allowed = "0" if count == 1 else f"0..{count - 1}"
+        raise ValueError(f"fold must be {allowed}, got {fold} ({dataset} has {count} fold(s))")
     return fold
 
 

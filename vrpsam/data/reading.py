@@ -186,6 +186,29 @@ def read_binary_mask(path: str | Path, *, exif_orientation: bool = False) -> np.
     return values != 0
 
 
+def read_grey_mask(
+    path: str | Path, *, threshold: int = 128, missing_hint: str, corrupt_hint: str
+) -> np.ndarray:
+    """Read a mask the way FSS-1000's convention does: converted to grey, object where the grey
+    level is at least ``threshold`` (so anti-aliased edges split at mid-grey, and RGB, palette or
+    greyscale files all read alike; 16-bit files are scaled to 8 bits first).
+
+    Returns:
+        ``bool`` array of shape (H, W).
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message ends with ``missing_hint``).
+        ImageReadError: the file cannot be decoded (the message ends with ``corrupt_hint``).
+    """
+    path = Path(path)
+    hints = {"missing_hint": missing_hint, "corrupt_hint": corrupt_hint}
+    with _decoded(path, "mask", exif_orientation=False, **hints) as image:
+        rgb = image_to_rgb(image, str(path)).astype(np.uint32)  # 16-bit scaled, float refused
+    # ITU-R 601 luma, as PIL's convert("L") computes it (integer arithmetic, rounded).
+    luma = (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16
+    return luma >= threshold
+
+
 def read_label_png(path: Path) -> np.ndarray:
     """Decode a VOC-style label PNG (palette or grey) to its class ids.
 

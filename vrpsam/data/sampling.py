@@ -173,7 +173,7 @@ class TrainingEpisodeSampler:
 
 
 def make_test_episodes(
-    source: FewShotSource, *, shot: int, seed: int, n: int = 1000, rule: str = "balanced"
+    source: FewShotSource, *, shot: int, seed: int, n: int | None = 1000, rule: str = "balanced"
 ) -> list[Episode]:
     """Draw a fixed list of ``n`` episodes from ``source`` with a test rule (module docstring).
 
@@ -181,7 +181,8 @@ def make_test_episodes(
         source: the split to draw from (``test`` for novel classes, ``val`` for model selection).
         shot: references per episode.
         seed: the seed of the list (non-negative); the same arguments always give the same list.
-        n: number of episodes.
+        n: number of episodes; None: one pass over the test items of the ``pairs`` or ``images``
+            rule (every test image once as the target: FSS-1000's 2400 one-shot episodes).
         rule: ``balanced``, ``pairs``, ``images`` or ``uniform``.
 
     Returns:
@@ -191,10 +192,15 @@ def make_test_episodes(
         ValueError: ``shot < 1``, ``n < 1``, an unknown rule, or no class can give an episode.
     """
     _check(shot, seed)
-    if n < 1:
+    if n is not None and n < 1:
         raise ValueError(f"n must be >= 1, got {n}.")
     if rule not in TEST_RULES:
         raise ValueError(f"test rule must be one of {', '.join(TEST_RULES)}, got {rule!r}")
+    if n is None and rule not in ("pairs", "images"):
+        raise ValueError(
+            f"n=None (one pass over the test images) needs the pairs or images rule, not {rule!r}; "
+            "give a number of episodes (eval.episodes=1000)"
+        )
     pools, small = class_pools(source, shot)
     warn_skipped(source, small, shot, "the episode list")
     if not pools:
@@ -224,6 +230,7 @@ def make_test_episodes(
         items = [(image_id, None) for image_id in order if present[image_id]]
     if not items:
         raise ValueError(f"{_where(source)}: no test image shows a class that can give an episode.")
+    n = len(items) if n is None else n
     episodes = []
     for i in range(n):
         rng = _rng(*keys, i)

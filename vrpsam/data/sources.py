@@ -10,6 +10,8 @@ from typing import Any
 from vrpsam.data.base import FewShotSource
 from vrpsam.data.coco import CocoSource
 from vrpsam.data.folds import all_classes, base_classes, check_fold, novel_classes
+from vrpsam.data.fss import FssSource
+from vrpsam.data.lvis import LvisSource
 from vrpsam.data.pascal import PascalSource
 
 
@@ -51,12 +53,26 @@ def _coco2pascal(
     )
 
 
+def _fss1000(root: str | Path, fold: int, split: str, **options: Any) -> FewShotSource:
+    return FssSource(root=root, fold=fold, split=split, **options)
+
+
+def _lvis92i(root: str | Path, fold: int, split: str, **options: Any) -> FewShotSource:
+    return LvisSource(root=root, fold=fold, split=split, **options)
+
+
 SOURCE_BUILDERS: dict[str, Callable[..., FewShotSource]] = {
     "pascal": _pascal,
     "coco": _coco,
     "coco2pascal": _coco2pascal,
+    "fss1000": _fss1000,
+    "lvis92i": _lvis92i,
 }
 """Dataset name → ``builder(root, fold, split, **options)``."""
+
+SHOT_DEPENDENT = frozenset({"lvis92i"})
+"""Datasets whose fold lists depend on the shot (LVIS-92i: classes in more than ``shot`` images):
+their readers take ``shot=``."""
 
 
 def build_source(
@@ -65,19 +81,22 @@ def build_source(
     """The ``split`` of ``fold`` of ``dataset``.
 
     Args:
-        dataset: ``"pascal"``, ``"coco"`` or ``"coco2pascal"``.
+        dataset: ``"pascal"``, ``"coco"``, ``"coco2pascal"``, ``"fss1000"`` or ``"lvis92i"``.
         root: the dataset folder (``data.root``): VOC2012 for ``pascal``, COCO for ``coco`` and for
-            ``coco2pascal`` (whose PASCAL test split reads ``pascal_root=``, else ``root``).
-        fold: 0..3.
+            ``coco2pascal`` (whose PASCAL test split reads ``pascal_root=``, else ``root``), the
+            FSS-1000 class folders' parent, the COCO 2017 + LVIS v1 folder.
+        fold: 0..3 (0..9 for ``lvis92i``, 0 for ``fss1000``).
         split: ``"train"``, ``"val"`` or ``"test"``.
-        **options: keyword arguments of :class:`~vrpsam.data.pascal.PascalSource` or
-            :class:`~vrpsam.data.coco.CocoSource` (``min_pixels``, ``min_area``, ``lists``, ...).
+        **options: keyword arguments of the dataset's reader (:class:`PascalSource`,
+            :class:`CocoSource`, :class:`FssSource`, :class:`LvisSource`: ``min_pixels``,
+            ``min_area``, ``lists``, ``shot``, ...).
 
     Raises:
-        ValueError: an unknown dataset, a fold outside 0..3 or an unknown split.
+        ValueError: an unknown dataset, a fold the dataset lacks or an unknown split.
     """
     if dataset not in SOURCE_BUILDERS:
         raise ValueError(f"dataset must be one of {', '.join(SOURCE_BUILDERS)}, got {dataset!r}")
+    check_fold(fold, dataset)
     return SOURCE_BUILDERS[dataset](root, fold, split, **options)
 
 

@@ -31,12 +31,12 @@ import numpy as np
 from vrpsam.data.base import SPLITS
 from vrpsam.data.coco import CocoSource
 from vrpsam.data.coco_index import load_index
-from vrpsam.data.folds import NUM_FOLDS, PASCAL_CLASSES, class_name
+from vrpsam.data.folds import NUM_FOLDS, PASCAL_CLASSES
 from vrpsam.data.pascal import PFENET_MIN_PIXELS, PascalSource, check_label_values
 from vrpsam.data.reading import DatasetError, read_id_list, read_label_png, read_rgb
 from vrpsam.data.synthetic import MARKER, SHOTS_GOAL, recorded_min_pixels
 
-_ERRORS = (OSError, DatasetError, ValueError, KeyError)
+READ_ERRORS = (OSError, DatasetError, ValueError, KeyError)
 
 
 @dataclass
@@ -96,7 +96,7 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _sample(items: Sequence[str], limit: int, full: bool) -> list[str]:
+def sample_items(items: Sequence[str], limit: int, full: bool) -> list[str]:
     """All items, or ``limit`` evenly spaced ones (deterministic)."""
     if full or len(items) <= limit:
         return list(items)
@@ -104,14 +104,14 @@ def _sample(items: Sequence[str], limit: int, full: bool) -> list[str]:
     return [items[int(i * step)] for i in range(limit)]
 
 
-def _missing(report: VerifyReport, path: Path, what: str) -> bool:
+def report_missing(report: VerifyReport, path: Path, what: str) -> bool:
     if path.exists():
         return False
     report.problems.append(f"{what} not found: {path}")
     return True
 
 
-def _size_threshold(report: VerifyReport, options: dict[str, Any], key: str) -> None:
+def size_threshold(report: VerifyReport, options: dict[str, Any], key: str) -> None:
     """Use the threshold a synthetic tree's marker records unless ``options`` give one; note it."""
     if key not in options:
         marker = report.root / MARKER
@@ -134,35 +134,44 @@ def _size_threshold(report: VerifyReport, options: dict[str, Any], key: str) -> 
         report.notes.append(f"size threshold: {key}={options[key]}")
 
 
-def _class_list(dataset: str, classes: list[int], limit: int = 8) -> str:
-    shown = [f"{c} {class_name(dataset, c)}" for c in classes[:limit]]
+def _class_list(name: Callable[[int], str], classes: list[int], limit: int = 8) -> str:
+    shown = [f"{c} {name(c)}" for c in classes[:limit]]
     return ", ".join(shown) + (f", +{len(classes) - limit} more" if len(classes) > limit else "")
 
 
-def _thin_line(dataset: str, fold: int, split: str, sizes: Mapping[int, int]) -> str | None:
+def _thin_line(
+    name: Callable[[int], str], fold: int, split: str, sizes: Mapping[int, int]
+) -> str | None:
     """One note line for the classes of a fold split too thin for 1-shot or 5-shot episodes."""
     one, five = SHOTS_GOAL
     no_episode = sorted(c for c, n in sizes.items() if n < one)
     no_five = sorted(c for c, n in sizes.items() if one <= n < five)
     parts = []
     if no_episode:
-        shown = _class_list(dataset, no_episode)
+        shown = _class_list(name, no_episode)
         parts.append(f"{len(no_episode)} with < {one} images, no episode ({shown})")
     if no_five and len(no_five) == len(sizes):
         parts.append(f"all {len(no_five)} with < {five}, no 5-shot")
     elif no_five:
-        parts.append(f"{len(no_five)} with < {five}, no 5-shot ({_class_list(dataset, no_five)})")
+        parts.append(f"{len(no_five)} with < {five}, no 5-shot ({_class_list(name, no_five)})")
     return f"fold {fold} {split}: " + "; ".join(parts) if parts else None
 
 
-def _summarise(report: VerifyReport, build: Callable[[int, str], Any]) -> None:
-    """Build every fold/split through the real readers; add table rows, shares and notes."""
-    for fold in range(NUM_FOLDS):
+def summarise(
+    report: VerifyReport,
+    build: Callable[[int, str], Any],
+    *,
+    folds: int = NUM_FOLDS,
+    holdout: bool = True,
+) -> None:
+    """Build every fold/split through the real readers; add table rows, notes and (``holdout``:
+    ``val`` is a hold-out of the training images) the held-out shares."""
+    for fold in range(folds):
         images: dict[str, int] = {}
         for split in SPLITS:
             try:
                 source = build(fold, split)
-            except _ERRORS as error:
+            except READ_ERRORS as error:
                 report.problems.append(f"fold {fold} {split}: {error}")
                 continue
             by_class = source.image_ids_by_class()
@@ -171,10 +180,10 @@ def _summarise(report: VerifyReport, build: Callable[[int, str], Any]) -> None:
             report.rows.append(
                 (fold, split, images[split], len(sizes), min(sizes.values()), max(sizes.values()))
             )
-            line = _thin_line(report.dataset, fold, split, sizes)
+            line = _thin_line(source.class_name, fold, split, sizes)
             if line:
                 report.thin.append(line)
-        if "train" in images and "val" in images:
+        if holdout and "train" in images and "val" in images:
             report.holdout.append((fold, images["val"], images["train"] + images["val"]))
 
 
@@ -191,7 +200,7 @@ def verify_pascal(
     """
     root = Path(root).expanduser()
     report = VerifyReport(dataset="pascal", root=root)
-    if _missing(report, root, "PASCAL VOC root"):
+    if report_missing(report, root, "PASCAL VOC root"):
         return report
     lists = root / "ImageSets" / "Segmentation"
     paths = [
@@ -200,7 +209,7 @@ def verify_pascal(
         lists / "train.txt",
         lists / "val.txt",
     ]
-    if any([_missing(report, p, "required file or folder") for p in paths]):
+    if any([report_missing(report, p, "required file or folder") for p in paths]):
         return report
     ids: list[str] = []
     for name in ("train.txt", "val.txt"):
@@ -215,7 +224,7 @@ def verify_pascal(
                 f"{len(missing)} listed images have no file in {root / folder} "
                 f"(e.g. {', '.join(missing[:5])})"
             )
-    checked = _sample([i for i in ids if i in jpegs and i in pngs], sample, full)
+    checked = sample_items([i for i in ids if i in jpegs and i in pngs], sample, full)
     if len(checked) < len(ids):
         report.notes.append(f"decoded {len(checked)} of {len(ids)} images (use --full for all)")
     counts: dict[str, dict[int, int]] = {}  # reused by the fold table: masks are read once
@@ -225,7 +234,7 @@ def verify_pascal(
             image = read_rgb(root / "JPEGImages" / f"{image_id}.jpg")
             label = read_label_png(mask_path)
             check_label_values(label, mask_path)
-        except _ERRORS as error:
+        except READ_ERRORS as error:
             report.problems.append(str(error))
             continue
         hist = np.bincount(label.ravel(), minlength=256)[1 : len(PASCAL_CLASSES) + 1]
@@ -239,16 +248,16 @@ def verify_pascal(
         report.notes.append("fold table skipped until the problems below are fixed")
         return report
     options = dict(options)
-    _size_threshold(report, options, "min_pixels")
+    size_threshold(report, options, "min_pixels")
     options.setdefault("pixel_counts", counts)
     try:
         report.notes.append(
             f"fold lists: {PascalSource(root=root, fold=0, split='train', **options).lists}"
         )
-    except _ERRORS as error:
+    except READ_ERRORS as error:
         report.problems.append(str(error))
         return report
-    _summarise(report, lambda f, s: PascalSource(root=root, fold=f, split=s, **options))
+    summarise(report, lambda f, s: PascalSource(root=root, fold=f, split=s, **options))
     return report
 
 
@@ -264,29 +273,29 @@ def verify_coco(
     :func:`verify_pascal`, ``cache_dir`` as for the index cache."""
     root = Path(root).expanduser()
     report = VerifyReport(dataset="coco", root=root)
-    if _missing(report, root, "COCO root"):
+    if report_missing(report, root, "COCO root"):
         return report
     indexes = {}
     for folder in ("train2014", "val2014"):
         json_path = root / "annotations" / f"instances_{folder}.json"
-        if _missing(report, root / folder, "image folder") or _missing(
+        if report_missing(report, root / folder, "image folder") or report_missing(
             report, json_path, "annotation file"
         ):
             continue
         try:
             indexes[folder], _ = load_index(json_path, root / folder, cache_dir=cache_dir)
-        except _ERRORS as error:
+        except READ_ERRORS as error:
             report.problems.append(f"{json_path}: {error}")
             continue
         images = indexes[folder]["images"]
-        stems = _sample(sorted(images), sample, full)
+        stems = sample_items(sorted(images), sample, full)
         if len(stems) < len(images):
             report.notes.append(f"{folder}: decoded {len(stems)} of {len(images)} images")
         for stem in stems:
             entry = images[stem]
             try:
                 image = read_rgb(root / folder / entry["file_name"])
-            except _ERRORS as error:
+            except READ_ERRORS as error:
                 report.problems.append(str(error))
                 continue
             if image.shape[:2] != (entry["height"], entry["width"]):
@@ -299,21 +308,37 @@ def verify_coco(
         report.notes.append("fold table skipped until the problems below are fixed")
         return report
     options = dict(options)
-    _size_threshold(report, options, "min_area")
+    size_threshold(report, options, "min_area")
 
     def build(fold: int, split: str) -> CocoSource:
         index = indexes["val2014" if split == "test" else "train2014"]
         return CocoSource(root=root, fold=fold, split=split, index=index, **options)
 
-    _summarise(report, build)
+    summarise(report, build)
     return report
 
 
-VERIFIERS: dict[str, Callable[..., VerifyReport]] = {"pascal": verify_pascal, "coco": verify_coco}
+VERIFIERS = ("pascal", "coco", "fss1000", "lvis92i", "davis2017", "davis2016")
+"""The datasets :func:`verify_tree` checks."""
 
 
 def verify_tree(dataset: str, root: str | Path, **options: Any) -> VerifyReport:
-    """Run the verifier of ``dataset`` (``"pascal"`` or ``"coco"``) on ``root``."""
-    if dataset not in VERIFIERS:
-        raise ValueError(f"dataset must be one of {', '.join(VERIFIERS)}, got {dataset!r}")
-    return VERIFIERS[dataset](root, **options)
+    """Run the verifier of ``dataset`` (one of :data:`VERIFIERS`) on ``root``."""
+    # The other datasets' verifiers build on this module's report and helpers: imported here.
+    if dataset == "pascal":
+        return verify_pascal(root, **options)
+    if dataset == "coco":
+        return verify_coco(root, **options)
+    if dataset == "fss1000":
+        from vrpsam.data.verify_fss import verify_fss1000
+
+        return verify_fss1000(root, **options)
+    if dataset == "lvis92i":
+        from vrpsam.data.verify_lvis import verify_lvis92i
+
+        return verify_lvis92i(root, **options)
+    if dataset in ("davis2017", "davis2016"):
+        from vrpsam.data.verify_davis import verify_davis
+
+        return verify_davis(root, year=dataset.removeprefix("davis"), **options)
+    raise ValueError(f"dataset must be one of {', '.join(VERIFIERS)}, got {dataset!r}")

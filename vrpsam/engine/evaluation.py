@@ -34,6 +34,7 @@ from omegaconf import DictConfig, ListConfig
 from vrpsam.artifacts.atomic import atomic_write, atomic_write_json, atomic_write_text
 from vrpsam.cache.run import model_overrides, open_caches
 from vrpsam.conf import CONFIG_DIR
+from vrpsam.data.datamodule import TEST_SPLITS
 from vrpsam.data.folds import check_fold
 from vrpsam.engine.method_module import MethodModule
 from vrpsam.engine.methods import TrainedVRPSAM, build_method, method_settings
@@ -101,6 +102,12 @@ def evaluate_seed(
     """Test one seed's episode list; returns (results in percent with ``seconds_per_episode``,
     the episode list's meta)."""
     shot = int(cfg.eval.shot)
+    split = cfg.eval.get("split", "novel")
+    if split not in TEST_SPLITS:
+        raise ValueError(
+            f"eval.split must be novel or base, got {split!r}: novel tests the fold's test "
+            "classes, base 1000 pairs of its training images (VRP-SAM Table 13)"
+        )
     data = hydra.utils.instantiate(
         cfg.data,
         shot=shot,
@@ -115,9 +122,11 @@ def evaluate_seed(
                 seed=seed,
                 n=cfg.eval.episodes,
                 shot=shot,
-                sampling=protocol.test_sampling,
+                sampling="balanced" if split == "base" else protocol.test_sampling,
+                split=split,
             )
         ),
+        test_split=split,
         **protocol.data_options(),
     )
     module, _ = build_eval_module(cfg, method, protocol, seed)
@@ -141,7 +150,7 @@ def evaluate_seed(
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate as the config says and write the reports; returns the ``eval.json`` content."""
     quiet_library_noise()
-    check_fold(cfg.data.fold)
+    check_fold(cfg.data.fold, cfg.data.dataset)
     out = Path(cfg.paths.run_dir)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -159,6 +168,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "method": cfg.method.name,
         "dataset": cfg.data.dataset,
         "fold": int(cfg.data.fold),
+        "split": cfg.eval.get("split", "novel"),
         "shot": int(cfg.eval.shot),
         "annotation": cfg.eval.annotation,
         "image_size": int(cfg.data.image_size),

@@ -40,17 +40,29 @@ def per_process_batch(total: int, processes: int) -> int:
 
 
 def episode_list_path(
-    data_cfg: Any, output_dir: str | Path, *, seed: int, n: int, shot: int, sampling: str
+    data_cfg: Any,
+    output_dir: str | Path,
+    *,
+    seed: int,
+    n: int | None,
+    shot: int,
+    sampling: str,
+    split: str = "novel",
 ) -> Path:
-    """Where the fixed test episode list of (dataset tree, fold, shot, sampling rule, seed, n)
-    lives, unless the config names a file: one list per setting, shared by every method and every
-    world size. ``shot`` is the run's (``eval.shot`` for an evaluation, not ``data.shot``)."""
+    """Where the fixed test episode list of (dataset tree, fold, split, shot, sampling rule, seed,
+    n) lives, unless the config names a file: one list per setting, shared by every method and
+    every world size. ``shot`` is the run's (``eval.shot`` for an evaluation, not ``data.shot``);
+    ``n=None`` is one pass over the test images (``nall``); ``split="base"`` is the base-class
+    test."""
     given = data_cfg.get("test_episode_list")
     if given:
         return Path(given)
     tree = hashlib.sha256(os.path.abspath(str(data_cfg.root)).encode()).hexdigest()[:8]
+    part = "_base" if split == "base" else ""
+    count = "all" if n is None else n
     name = (
-        f"{data_cfg.dataset}_fold{data_cfg.fold}_shot{shot}_{sampling}_seed{seed}_n{n}_{tree}.json"
+        f"{data_cfg.dataset}_fold{data_cfg.fold}{part}_shot{shot}_{sampling}_seed{seed}_"
+        f"n{count}_{tree}.json"
     )
     return Path(output_dir) / "episodes" / name
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from vrpsam.artifacts import frozen_weights
 from vrpsam.cache.run import model_overrides, open_caches
 from vrpsam.conf import CONFIG_DIR
+from vrpsam.data.datamodule import video_training_message
 from vrpsam.data.folds import check_fold
 from vrpsam.engine.callbacks import RunReport
 from vrpsam.engine.loggers import ResumableCSVLogger
@@ -121,7 +122,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         FileNotFoundError: a checkpoint to resume from that does not exist.
     """
     quiet_library_noise()
-    check_fold(cfg.data.fold)  # before anything is built, so the message is not wrapped
+    # Before anything is built, so that the message is not wrapped.
+    if cfg.data.get("video"):
+        raise ValueError(video_training_message(cfg.data.dataset))
+    check_fold(cfg.data.fold, cfg.data.dataset)
     protocol = configured_protocol(cfg, CONFIG_DIR)
     resume = resume_checkpoint(cfg)
     if resume:  # a resumed run writes into its own checkpoint folder on purpose

@@ -1,0 +1,121 @@
+"""The wider benchmarks through vrpsam-eval: FSS-1000 and LVIS-92i trees written by `vrpsam-data
+synthetic`, a trained demo checkpoint and baselines; the base-class test on PASCAL and COCO."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vrpsam.cli.data import main as data_main
+from vrpsam.engine.evaluation import evaluate
+from vrpsam.engine.training import train
+
+EVAL_KEYS = {"miou", "fbiou", "per_class_iou", "episodes", "split", "dataset", "fold", "shot",
+             "classes_scored", "protocol", "switches", "seconds_per_episode"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory) -> dict[str, Path]:
+    """FSS-1000 and LVIS trees written by the CLI, as a user writes them."""
+    out = tmp_path_factory.mktemp("wider")
+    trees = {"fss1000": out / "fss", "lvis92i": out / "lvis"}
+    assert data_main(["synthetic", "--format", "fss1000", "--out", str(trees["fss1000"]),
+                      "--seed", "3"]) == 0  # fmt: skip
+    assert data_main(["synthetic", "--format", "lvis", "--out", str(trees["lvis92i"]),
+                      "--seed", "3"]) == 0  # fmt: skip
+    return trees
+
+
+@pytest.fixture(scope="module")
+def checkpoint(compose_cfg, frozen_files, tmp_path_factory) -> Path:
+    """A demo checkpoint (two training steps on the synthetic VOC tree)."""
+    out = tmp_path_factory.mktemp("ckpt")
+    sam_file, backbone_file = frozen_files
+    cfg = compose_cfg("train", out, f"model.sam_checkpoint={sam_file}",
+                      f"model.backbone_checkpoint={backbone_file}",
+                      "test_before_training=false")  # fmt: skip
+    train(cfg)
+    return out / "run" / "checkpoints" / "best.ckpt"
+
+
+@pytest.mark.parametrize("dataset", ["fss1000", "lvis92i"])
+def test_synthetic_trees_of_the_new_datasets_verify(trees, dataset, capsys):
+    assert data_main(["verify", "--dataset", dataset, "--root", str(trees[dataset])]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("OK")
+
+
+def test_a_broken_fss_tree_is_named_file_by_file(trees, tmp_path, capsys):
+    import shutil
+
+    root = Path(shutil.copytree(trees["fss1000"], tmp_path / "fss"))
+    victim = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    (victim / "3.png").unlink()
+    (victim / "5.jpg").write_bytes(b"not a jpeg")
+    assert data_main(["verify", "--dataset", "fss1000", "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"mask not found: {victim / '3.png'}" in out
+    assert str(victim / "5.jpg") in out
+
+
+@pytest.mark.parametrize(
+    ("dataset", "method", "extra"),
+    [
+        ("fss1000", "vrpsam", ["eval.episodes=null"]),
+        ("fss1000", "gpsam", ["eval.episodes=12"]),
+        ("lvis92i", "vrpsam", ["data.fold=2", "eval.episodes=8"]),
+        ("lvis92i", "persam", ["data.fold=2", "eval.episodes=4"]),
+    ],
+)
+def test_checkpoint_and_baselines_evaluate_on_the_new_datasets(
+    compose_cfg, trees, checkpoint, tmp_path, dataset, method, extra
+):
+    ckpt = [f"ckpt_path={checkpoint}"] if method == "vrpsam" else []
+    cfg = compose_cfg("eval", tmp_path, f"data={dataset}", f"data.root={trees[dataset]}",
+                      "data.num_workers=0",
+                      f"method={method}", *ckpt, *extra)  # fmt: skip
+    with pytest.warns(UserWarning) if method == "vrpsam" else _nothing():
+        result = evaluate(cfg)
+    written = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert written.keys() >= EVAL_KEYS and written == json.loads(json.dumps(result))
+    assert written["dataset"] == dataset and written["split"] == "novel"
+    if dataset == "fss1000" and method == "vrpsam":
+        # every test image of the tree once: 6 test classes x 10 images
+        assert written["episodes"] == 60 and len(written["classes_scored"]) == 6
+        assert all(761 <= c <= 1000 for c in written["classes_scored"])
+    if dataset == "lvis92i":
+        assert written["fold"] == 2
+
+
+def test_base_split_tests_base_classes_on_pascal_and_coco(
+    compose_cfg, checkpoint, synthetic_coco_root, tmp_path
+):
+    pascal = compose_cfg("eval", tmp_path, f"ckpt_path={checkpoint}", "eval.split=base",
+                         "eval.episodes=30", run="pascal")  # fmt: skip
+    result = evaluate(pascal)
+    assert result["split"] == "base" and result["episodes"] == 30
+    assert set(result["classes_scored"]) <= set(range(6, 21))  # fold 0's base classes
+    coco = compose_cfg("eval", tmp_path, "data=coco20i", f"data.root={synthetic_coco_root}",
+                       "+data.source_options.min_area=400", "data.num_workers=0", "method=gpsam",
+                       "eval.split=base",
+                       "eval.episodes=20", run="coco")  # fmt: skip
+    result = evaluate(coco)
+    assert result["split"] == "base" and result["episodes"] == 20
+    assert not {1, 5, 9, 13} & set(result["classes_scored"])  # no novel class of fold 0
+    lists = sorted(p.name for p in (tmp_path / "episodes").glob("*.json"))
+    assert any("_base_" in name for name in lists)
+
+
+def test_an_unknown_eval_split_is_named(compose_cfg, tmp_path):
+    cfg = compose_cfg("eval", tmp_path, "method=gpsam", "eval.split=novle")
+    with pytest.raises(ValueError, match=r"eval.split must be novel or base, got 'novle'"):
+        evaluate(cfg)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
