@@ -8,7 +8,9 @@ episode list and scores the logits with the identical metric, so numbers are com
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,6 +45,23 @@ class EpisodeInput:
         return self.reference_images.shape[0]
 
 
+@dataclass
+class StoredReference:
+    """The default :meth:`FewShotMethod.prepare` state: the references, kept as they are.
+
+    Attributes:
+        reference_images: (k, 3, S, S) ImageNet-normalised references.
+        reference_masks: (k, S, S) binary float annotation masks.
+        annotation: their annotation kind.
+        seed: the seed every target's episode gets.
+    """
+
+    reference_images: torch.Tensor
+    reference_masks: torch.Tensor
+    annotation: str
+    seed: int = 0
+
+
 class UnsupportedEpisodeError(ValueError):
     """A method asked for something it cannot do (an annotation kind, a shot count)."""
 
@@ -52,6 +71,11 @@ class FewShotMethod(nn.Module):
 
     Subclasses set :attr:`name` and implement :meth:`predict`. They hold frozen models only;
     anything fitted per episode (PerSAM-F's two weights) is fitted inside :meth:`predict`.
+
+    Many targets of one reference (the frames of a video) go through :meth:`prepare` once and
+    :meth:`predict_targets` per batch of targets. The default keeps the references and calls
+    :meth:`predict` per target; a method whose reference side is costly overrides both (PerSAM-F
+    fits its weights once per reference).
     """
 
     name: str = "method"
@@ -59,14 +83,66 @@ class FewShotMethod(nn.Module):
 
     def check(self, episode: EpisodeInput) -> None:
         """Refuse annotation kinds this method cannot use, with the reason and what to do."""
-        if episode.annotation not in self.annotations:
+        self.check_annotation(episode.annotation)
+
+    def check_annotation(self, annotation: str) -> None:
+        """Refuse an annotation kind this method cannot use, with the reason and what to do."""
+        if annotation not in self.annotations:
             raise UnsupportedEpisodeError(
-                f"method {self.name!r} does not support eval.annotation={episode.annotation}; "
+                f"method {self.name!r} does not support eval.annotation={annotation}; "
                 f"it supports {', '.join(self.annotations)}"
             )
 
     def predict(self, episode: EpisodeInput) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def prepare(
+        self,
+        reference_images: torch.Tensor,
+        reference_masks: torch.Tensor,
+        annotation: str,
+        seed: int = 0,
+    ) -> Any:
+        """The reference side, computed once for any number of targets.
+
+        Args:
+            reference_images: (k, 3, S, S) ImageNet-normalised references.
+            reference_masks: (k, S, S) binary float annotation masks of kind ``annotation``.
+            annotation: the annotation kind.
+            seed: a seed for the reference's random choices.
+
+        Returns:
+            a state for :meth:`predict_targets` (here a :class:`StoredReference`).
+        """
+        return StoredReference(reference_images, reference_masks, annotation, int(seed))
+
+    def predict_targets(
+        self,
+        state: Any,
+        target_images: torch.Tensor,
+        target_sizes: torch.Tensor | Sequence[Sequence[int]],
+    ) -> torch.Tensor:
+        """Mask logits (N, S, S) of the prepared reference in each of the targets.
+
+        Args:
+            state: from :meth:`prepare`.
+            target_images: (N, 3, S, S) ImageNet-normalised targets.
+            target_sizes: (N, 2) original (h, w) of the targets.
+        """
+        logits = [
+            self.predict(
+                EpisodeInput(
+                    target_image=image,
+                    target_size=tuple(int(v) for v in size),
+                    reference_images=state.reference_images,
+                    reference_masks=state.reference_masks,
+                    annotation=state.annotation,
+                    seed=state.seed,
+                )
+            )
+            for image, size in zip(target_images, target_sizes, strict=True)
+        ]
+        return torch.stack(logits).float()
 
     def train(self, mode: bool = True) -> FewShotMethod:
         return super().train(False)  # every part is frozen

@@ -32,9 +32,17 @@ Our decisions where the public code has none (few-shot segmentation episodes, no
   PerSAM-F fits its weights on all shots at once (mean loss over shots).
 * A refinement whose previous mask is empty drops the box (the public code would crash).
 * References have no original size in an episode: SAM sees them at the pipeline's square size.
+
+Many targets of one reference (video frames): :meth:`PerSAM.prepare` computes the reference side
+once — the references' SAM embeddings and masks, ``t`` and, for PerSAM-F, the fitted weights —
+and :meth:`PerSAM.predict_targets` segments each target with it; per target the numbers equal
+:meth:`PerSAM.predict` of an episode with the same references.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -273,24 +281,74 @@ class PerSAM(FewShotMethod):
             episode.reference_images[None],
             episode.reference_masks[None],
         )
-        generator = torch.Generator().manual_seed(episode.seed)
+        return self.reference_side(
+            episode.reference_images, episode.reference_masks, episode.annotation, episode.seed
+        )
+
+    def reference_side(
+        self,
+        reference_images: torch.Tensor,
+        reference_masks: torch.Tensor,
+        annotation: str,
+        seed: int,
+    ) -> tuple[list[SamImage], list[torch.Tensor]]:
+        """The references' SAM embeddings and (S, S) boolean masks (inputs already validated).
+
+        Args:
+            reference_images: (k, 3, S, S) ImageNet-normalised.
+            reference_masks: (k, S, S) binary annotations of kind ``annotation``.
+            seed: draws the points of point and scribble annotations.
+        """
+        generator = torch.Generator().manual_seed(seed)
         images, masks = [], []
-        for image, annotation in zip(
-            episode.reference_images, episode.reference_masks, strict=True
-        ):
+        for image, drawn in zip(reference_images, reference_masks, strict=True):
             embedded = encode_image(self.sam, image)
             images.append(embedded)
             masks.append(
                 reference_mask(
                     self.sam,
                     embedded,
+                    drawn,
                     annotation,
-                    episode.annotation,
                     points=self.annotation_points,
                     generator=generator,
                 )
             )
         return images, masks
+
+    def reference_feature(self, images: list[SamImage], masks: list[torch.Tensor]) -> Any:
+        """What the target side needs from the references: the mean masked feature ``t`` (C,)."""
+        return masked_features(self.sam, images, masks).mean(0)
+
+    @torch.no_grad()
+    def prepare(
+        self,
+        reference_images: torch.Tensor,
+        reference_masks: torch.Tensor,
+        annotation: str,
+        seed: int = 0,
+    ) -> Any:
+        """The reference side once for many targets (see :meth:`FewShotMethod.prepare`): the
+        same state :meth:`predict` builds for an episode with these references."""
+        self.check_annotation(annotation)
+        # check_inputs wants a target: the first reference stands in (only its shape is read).
+        check_inputs(reference_images[:1], reference_images[None], reference_masks[None])
+        images, masks = self.reference_side(reference_images, reference_masks, annotation, seed)
+        return self.reference_feature(images, masks)
+
+    @torch.no_grad()
+    def predict_targets(
+        self,
+        state: Any,
+        target_images: torch.Tensor,
+        target_sizes: torch.Tensor | Sequence[Sequence[int]],
+    ) -> torch.Tensor:
+        """Mask logits (N, S, S) of the prepared reference in (N, 3, S, S) targets."""
+        logits = [
+            self.segment(state, image, tuple(int(v) for v in size))
+            for image, size in zip(target_images, target_sizes, strict=True)
+        ]
+        return torch.stack(logits).float()
 
     def refine(
         self,
@@ -314,9 +372,16 @@ class PerSAM(FewShotMethod):
     @torch.no_grad()
     def predict(self, episode: EpisodeInput) -> torch.Tensor:
         """Mask logits (S, S) of the referenced object on the target's pipeline frame."""
-        images, masks = self.references(episode)
-        feature = masked_features(self.sam, images, masks).mean(0)
-        target = encode_image(self.sam, episode.target_image, episode.target_size)
+        state = self.reference_feature(*self.references(episode))
+        return self.segment(state, episode.target_image, episode.target_size)
+
+    @torch.no_grad()
+    def segment(
+        self, feature: torch.Tensor, image: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Mask logits (S, S) in one (3, S, S) target of original size ``size`` for the
+        reference feature ``t`` (C,)."""
+        target = encode_image(self.sam, image, size)
         grid, frame = location_prior(self.sam, target, feature)
         points = prior_points(frame)
         sparse, dense = _point_prompt(self.sam, target, *points)
@@ -408,14 +473,23 @@ class PerSAMF(PerSAM):
         self.last_weights = torch.cat([1 - learned.sum()[None], learned])
         return learned
 
-    @torch.no_grad()
-    def predict(self, episode: EpisodeInput) -> torch.Tensor:
-        """Mask logits (S, S) of the referenced object on the target's pipeline frame."""
-        images, masks = self.references(episode)
+    def reference_feature(
+        self, images: list[SamImage], masks: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """PerSAM-F's reference side: ``t`` (C,), the mean of the masked features' maximum and
+        mean, and the two fusion weights fitted on the references (once per reference set)."""
         features = masked_features(self.sam, images, masks)
         feature = (features.amax(0) + features.mean(0)) / 2
-        learned = self.fit(images, masks, feature)
-        target = encode_image(self.sam, episode.target_image, episode.target_size)
+        return feature, self.fit(images, masks, feature)
+
+    @torch.no_grad()
+    def segment(
+        self, state: tuple[torch.Tensor, torch.Tensor], image: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Mask logits (S, S) in one (3, S, S) target of original size ``size`` for the state
+        (``t``, fitted weights) of :meth:`reference_feature`."""
+        feature, learned = state
+        target = encode_image(self.sam, image, size)
         points = self.positive_point(target, feature)
         # Upsampling is linear, so fusing the low-res logits equals fusing the full-size ones.
         low_res = fuse(self.multimask_logits(target, points), learned)[:, None]

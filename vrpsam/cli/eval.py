@@ -25,7 +25,10 @@ def main(cfg: DictConfig) -> None:
     result = evaluate(cfg)
     log.info("wrote %s", Path(cfg.paths.run_dir) / "eval.json")
     # The last line, for scripts: the headline figures.
-    print(f"mIoU {result['miou']:.2f} FB-IoU {result['fbiou']:.2f}")
+    if "jf_mean" in result:
+        print(f"J&F {result['jf_mean']:.2f} J {result['j_mean']:.2f} F {result['f_mean']:.2f}")
+    else:
+        print(f"mIoU {result['miou']:.2f} FB-IoU {result['fbiou']:.2f}")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from vrpsam.engine.runtime import episode_list_path, quiet_library_noise
 from vrpsam.engine.seeds import aggregate
 from vrpsam.engine.settle import settle
 from vrpsam.engine.training_module import VRPSAMModule
+from vrpsam.engine.video import evaluate_video
 from vrpsam.reports.figures import plot_overlays
 from vrpsam.reports.tables import eval_markdown
 
@@ -157,6 +158,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     method = build_method(cfg.method, **_runtime(cfg))
     info = method.info if isinstance(method, TrainedVRPSAM) else {"training_free": True}
     cfg, protocol = settle(cfg, info)
+    if cfg.data.get("video"):
+        return evaluate_video(cfg, method, protocol, out)
     seeds = _seeds(cfg.eval.seed)
     runs, meta = [], {}
     for seed in seeds:
