@@ -11,6 +11,7 @@
 # to vrpsam-train, those after --eval only to vrpsam-eval. The evaluation takes the protocol,
 # image size and reference annotation from each fold's checkpoint.
 # OUT (default outputs/<experiment>) holds fold<k>/ run folders, fold<k>/eval/ and table.md.
+# FOLDS="0 1" runs those folds only (default: every fold of the experiment's dataset).
 set -euo pipefail
 experiment=${1:?usage: scripts/run_folds.sh EXPERIMENT [overrides] [--train ...] [--eval ...]}
 shift
@@ -24,7 +25,18 @@ for arg in "$@"; do
   esac
 done
 out=${OUT:-outputs/$experiment}
-for fold in 0 1 2 3; do
+# Every fold of the experiment's dataset (PASCAL-5i/COCO-20i 4, LVIS-92i 10, FSS-1000 1), or FOLDS.
+folds=${FOLDS:-$(python - "$experiment" <<'PY'
+import sys
+from hydra import compose, initialize_config_dir
+from vrpsam.conf import CONFIG_DIR
+from vrpsam.data.folds import FOLD_COUNTS
+with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    cfg = compose(config_name="train", overrides=[f"experiment={sys.argv[1]}"])
+print(*range(FOLD_COUNTS[cfg.data.dataset]))
+PY
+)}
+for fold in $folds; do
   vrpsam-train "experiment=$experiment" "data.fold=$fold" "hydra.run.dir=$out/fold$fold" \
     ${shared[@]+"${shared[@]}"} ${train_only[@]+"${train_only[@]}"}
   vrpsam-eval "experiment=$experiment" "data.fold=$fold" \

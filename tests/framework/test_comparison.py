@@ -40,3 +40,35 @@ def test_chart_is_written(tmp_path):
 def test_results_of_other_episodes_are_refused():
     with pytest.raises(ValueError, match="same episodes"):
         comparison_table([*RESULTS, result("matcher", "mask", 0, 10.0, shot=5)])
+
+
+VIDEO_RUN = {"method": "persam", "dataset": "davis2017", "fold": 0, "shot": 1, "annotation": "mask",
+             "split": "val", "jf_mean": 61.0, "seconds_per_frame": 0.25}  # fmt: skip
+
+
+def test_benchmark_table_averages_folds_and_reports_j_and_f_for_video():
+    from vrpsam.reports.comparison import benchmark_table
+
+    runs = [
+        {**result("matcher", "mask", 0, 30.0), "dataset": "lvis92i"},
+        {**result("matcher", "mask", 1, 40.0), "dataset": "lvis92i", "seconds_per_episode": 1.5},
+        {**result("persam", "mask", 0, 80.0), "dataset": "fss1000"},
+        VIDEO_RUN,
+    ]
+    table = benchmark_table(runs)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    header = [c.strip() for c in rows[0].split("|")[1:-1]]
+    assert header == ["method", "davis2017 J&F", "s/frame", "fss1000 mIoU", "s/episode",
+                      "lvis92i mIoU", "s/episode"]  # fmt: skip
+    cells = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in rows[1:]}
+    assert cells["matcher"] == ["—", "—", "—", "—", "35.0", "1.000"]
+    assert cells["persam"] == ["61.0", "0.250", "80.0", "0.500", "—", "—"]
+    assert "lvis92i folds [0, 1]" in table
+
+
+def test_benchmark_table_refuses_runs_of_one_benchmark_with_different_shots():
+    from vrpsam.reports.comparison import benchmark_table
+
+    runs = [result("persam", "mask", 0, 30.0), result("gpsam", "mask", 0, 20.0, shot=5)]
+    with pytest.raises(ValueError, match="differ in"):
+        benchmark_table(runs)

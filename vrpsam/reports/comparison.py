@@ -97,3 +97,52 @@ def comparison_chart(results: list[dict], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _headline(result: dict) -> tuple[float, float, str]:
+    """(score, seconds per unit, unit) of one eval.json: mIoU per episode for image benchmarks,
+    J&F per frame for video."""
+    if "jf_mean" in result:
+        return result["jf_mean"], result.get("seconds_per_frame", float("nan")), "frame"
+    return result["miou"], result["seconds_per_episode"], "episode"
+
+
+def benchmark_table(results: list[dict]) -> str:
+    """Rows: methods; columns: one per benchmark (dataset, mean over the folds run: mIoU, or J&F
+    for video) and its seconds per episode (per frame for video). Results of one method and
+    benchmark must share shot and annotation; folds are averaged."""
+    cells: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    units: dict[str, str] = {}
+    settings: dict[str, set] = defaultdict(set)
+    for r in results:
+        score, seconds, unit = _headline(r)
+        cells[(r["method"], r["dataset"])].append((score, seconds))
+        units[r["dataset"]] = unit
+        settings[r["dataset"]].add((r.get("shot"), r.get("annotation"), r.get("split", "novel")))
+    mixed = {d: sorted(map(str, s)) for d, s in settings.items() if len(s) > 1}
+    if mixed:
+        raise ValueError(f"runs of one benchmark differ in (shot, annotation, split): {mixed}")
+    methods = _order((m for m, _ in cells), METHOD_ORDER)
+    datasets = sorted(units)
+    header = ["method"]
+    for dataset in datasets:
+        metric = "J&F" if units[dataset] == "frame" else "mIoU"
+        header += [f"{dataset} {metric}", f"s/{units[dataset]}"]
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    for method in methods:
+        row = [method]
+        for dataset in datasets:
+            runs = cells.get((method, dataset))
+            if not runs:
+                row += ["—", "—"]
+                continue
+            row.append(f"{statistics.fmean(s for s, _ in runs):.1f}")
+            row.append(f"{statistics.fmean(t for _, t in runs):.3f}")
+        lines.append("| " + " | ".join(row) + " |")
+    folds = {d: sorted({r.get("fold", 0) for r in results if r["dataset"] == d}) for d in datasets}
+    note = (
+        "\nScores in percent, mean over the folds run: "
+        + "; ".join(f"{d} folds {folds[d]}" for d in datasets)
+        + ". Every method of a benchmark ran the same episode list (or the same sequences).\n"
+    )
+    return "\n".join(lines) + "\n" + note
