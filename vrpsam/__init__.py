@@ -16,6 +16,7 @@ _PUBLIC = {
     "ModelSwitches": "vrpsam.modeling.switches",
     "Protocol": "vrpsam.engine.protocol",
     "VRPSAMPredictor": "vrpsam.predictor",
+    "ReferenceBank": "vrpsam.predictor",
     "export_model": "vrpsam.artifacts.exports",
     "load_export": "vrpsam.artifacts.exports",
 }

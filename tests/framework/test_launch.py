@@ -55,7 +55,7 @@ def test_a_wheel_install_runs_every_console_script_from_another_folder(tmp_path)
                            capture_output=True, text=True, check=True)  # fmt: skip
     assert where.stdout.strip().startswith(str(target)), where.stdout
     scripts = ["vrpsam-train", "vrpsam-eval", "vrpsam-export", "vrpsam-predict", "vrpsam-cache",
-               "vrpsam-data", "vrpsam-bench", "vrpsam-demo"]  # fmt: skip
+               "vrpsam-data", "vrpsam-bench", "vrpsam-demo", "vrpsam-bank"]  # fmt: skip
     for script in scripts:
         done = subprocess.run([str(target / "bin" / script), "--help"], cwd=work, env=env,
                               capture_output=True, text=True, timeout=300)  # fmt: skip

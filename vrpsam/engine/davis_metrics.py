@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
+from vrpsam.baselines.multiclass import merge_labels
+
 BOUND_TH = 0.008
 MAX_OBJECTS = 256
 """Columns of the per-object states: object ids are palette indices (0..255)."""
@@ -108,11 +110,7 @@ def merge_objects(logits: torch.Tensor, object_ids: Sequence[int]) -> torch.Tens
     Returns:
         (N, H, W) or (H, W) ``uint8`` label map.
     """
-    if logits.shape[0] != len(object_ids):
-        raise ValueError(f"{logits.shape[0]} logit maps for {len(object_ids)} objects")
-    ids = torch.tensor([0, *object_ids], dtype=torch.uint8, device=logits.device)
-    best, index = logits.max(dim=0)
-    return torch.where(best > 0, ids[index + 1], ids[0])
+    return merge_labels(logits, object_ids, dtype=torch.uint8)
 
 
 def _binary(mask: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -9,9 +9,19 @@ that share a stem (``a.jpg`` and ``a.png``, or ``a.jpg`` in two folders of a glo
 extension added (``a_jpg``, ``a_png``) and, if that is still shared, a number (``a_jpg_1``,
 ``a_jpg_2``), in the sorted order of the targets, so no output overwrites another.
 
+With a reference bank (``vrpsam-bank build``) instead of one reference, every class of the bank
+is segmented at once:
+
+    vrpsam-predict export_dir=EXPORT bank=bank/ targets='photos/*.jpg' out_dir=predictions
+
+which writes ``<name>_labels.png`` (a palette PNG whose pixel values are the label ids: 0
+background, i + 1 the bank's i-th class, in the PASCAL VOC colours) and ``<name>_overlay.png``
+(the image tinted by class, with a legend of the classes and their presence scores) per target,
+and ``bank_predictions.json`` (per target: the classes judged present and every class's score).
+
 A target that cannot be read is reported (file and reason, on stderr) and skipped; the command
-then exits with status 1 after segmenting the others. A reference that cannot be read stops the run
-before the model is loaded.
+then exits with status 1 after segmenting the others. A reference or bank that cannot be read
+stops the run before the model is loaded.
 """
 
 from __future__ import annotations
@@ -25,9 +35,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-from vrpsam.artifacts.atomic import atomic_write
+from vrpsam.artifacts.atomic import atomic_write, atomic_write_json
+from vrpsam.predictor.bank import BankResult, ReferenceBank, read_bank_info
 from vrpsam.predictor.core import VRPSAMPredictor
 from vrpsam.predictor.inputs import annotation_to_mask, load_rgb
 
@@ -40,8 +51,8 @@ class PredictionReport:
     """What a prediction run did.
 
     Attributes:
-        written: the mask files written (``<name>_mask.png``; the overlay sits beside each), in
-            the order of the targets.
+        written: the mask files written (``<name>_mask.png``, or ``<name>_labels.png`` with a
+            bank; the overlay sits beside each), in the order of the targets.
         failed: (target, reason) of each target that could not be read, in the order of the
             targets.
     """
@@ -167,6 +178,20 @@ def predict(cfg: DictConfig) -> PredictionReport:
 
     targets = list_targets(str(cfg.targets))
     names = output_names(targets)
+    given = [f"reference.{k}" for k, v in cfg.reference.items() if v is not None]
+    if cfg.get("bank") is not None:
+        if given:
+            raise ValueError(
+                f"give either bank=BANK_DIR (many classes) or reference.* (one object), not "
+                f"both; got bank={cfg.bank} and {', '.join(given)}"
+            )
+        return predict_with_bank(cfg, targets, names)
+    if cfg.reference.get("image") is None:
+        raise ValueError(
+            "nothing to segment: give reference.image=IMAGE with one of reference.mask, "
+            "reference.box, reference.points, reference.scribble (one object), or bank=BANK_DIR "
+            "(many classes; build one with `vrpsam-bank build`)"
+        )
     # The reference first: nothing can be predicted without it, so fail before the slow load.
     reference = load_rgb(Path(cfg.reference.image), what="reference image")
     annotation = reference_annotation(cfg.reference)
@@ -199,4 +224,108 @@ def predict(cfg: DictConfig) -> PredictionReport:
                 save_png(out / f"{name}_overlay.png", overlay(image, mask))
                 report.written.append(out / f"{name}_mask.png")
             bar.update(min(size, len(targets) - start))
+    return report
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """(n, 3) uint8 colours of the PASCAL VOC label palette (0 black, 1 dark red, 2 green, ...)."""
+    palette = np.zeros((n, 3), dtype=np.uint8)
+    for label in range(n):
+        code, colour = label, [0, 0, 0]
+        for bit in range(7, -1, -1):
+            for channel in range(3):
+                colour[channel] |= ((code >> channel) & 1) << bit
+            code >>= 3
+        palette[label] = colour
+    return palette
+
+
+def save_labels(path: Path, labels: np.ndarray) -> None:
+    """A palette PNG whose pixel values are the label ids (VOC colours)."""
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    image.putpalette(voc_palette().ravel().tolist())
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def label_overlay(image: np.ndarray, result: BankResult, classes: list[str]) -> np.ndarray:
+    """The image tinted by class with the regions' borders in white, and a legend panel on its
+    right: each class's colour, name and presence score (absent classes greyed).
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        result: the bank's result for the image (labels (H, W), 0 = background).
+        classes: the bank's classes (label i + 1 is ``classes[i]``).
+
+    Returns:
+        (max(H, legend height), W + legend width, 3) uint8 RGB.
+    """
+    palette, labels = voc_palette(), result.labels
+    out = image.copy()
+    inside = labels > 0
+    out[inside] = (0.5 * image[inside] + 0.5 * palette[labels[inside]]).astype(np.uint8)
+    border = np.zeros_like(inside)
+    border[1:] |= labels[1:] != labels[:-1]
+    border[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    out[border] = 255
+    size = max(12, min(image.shape[:2]) // 32)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one small bitmap font
+        font = ImageFont.load_default()
+    rows = [f"{name}  {result.scores[name]:.2f}" + ("" if name in result.present else
+            "  (absent)") for name in classes]  # fmt: skip
+    pad, line = size // 2, size + size // 2
+    width = pad * 3 + size + max(int(font.getlength(row)) for row in rows)
+    height = max(image.shape[0], pad * 2 + line * len(rows))
+    canvas = Image.new("RGB", (image.shape[1] + width, height), "white")
+    canvas.paste(Image.fromarray(out), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, (name, row) in enumerate(zip(classes, rows, strict=True)):
+        x, y = image.shape[1] + pad, pad + i * line
+        draw.rectangle((x, y, x + size, y + size), fill=tuple(int(v) for v in palette[i + 1]),
+                       outline="black")  # fmt: skip
+        colour = "black" if name in result.present else "grey"
+        draw.text((x + size + pad, y), row, fill=colour, font=font)
+    return np.asarray(canvas)
+
+
+def predict_with_bank(cfg: DictConfig, targets: list[Path], names: list[str]) -> PredictionReport:
+    """Segment every class of ``cfg.bank`` in the targets (label maps, overlays, and
+    ``bank_predictions.json``), skipping and reporting targets that cannot be read."""
+    from tqdm import tqdm
+
+    read_bank_info(cfg.bank)  # a missing or damaged bank stops the run before the slow load
+    out = Path(cfg.out_dir)
+    predictor = VRPSAMPredictor.from_export(
+        cfg.export_dir,
+        sam_checkpoint=cfg.sam_checkpoint,
+        backbone_checkpoint=cfg.backbone_checkpoint,
+        device=cfg.device,
+        random_frozen_weights=bool(cfg.random_frozen_weights),
+    )
+    bank = ReferenceBank.load(cfg.bank, predictor)
+    report, found = PredictionReport(), []
+    size = max(int(cfg.batch_size), 1)
+    with tqdm(total=len(targets), desc="predict", unit="image") as bar:
+        for start in range(0, len(targets), size):
+            chunk = []
+            for path, name in zip(
+                targets[start : start + size], names[start : start + size], strict=True
+            ):
+                try:
+                    chunk.append((path, name, load_rgb(path, what="target image")))
+                except (OSError, ValueError) as error:
+                    report.failed.append((path, str(error)))
+                    tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
+            results = bank.segment_batch([image for *_, image in chunk]) if chunk else []
+            for (path, name, image), result in zip(chunk, results, strict=True):
+                save_labels(out / f"{name}_labels.png", result.labels)
+                save_png(out / f"{name}_overlay.png", label_overlay(image, result, bank.classes))
+                report.written.append(out / f"{name}_labels.png")
+                found.append({"target": str(path), "name": name, "present": result.present,
+                              "scores": result.scores})  # fmt: skip
+            bar.update(min(size, len(targets) - start))
+    summary = {"bank": str(cfg.bank), "classes": bank.classes,
+               "presence_threshold": bank.presence_threshold, "targets": found}  # fmt: skip
+    atomic_write_json(out / "bank_predictions.json", summary, indent=2)
     return report
