@@ -18,28 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from eval_runs import run_eval
 
 from vrpsam.reports.comparison import comparison_chart, comparison_table
 
 
 def evaluate(args, method: str, annotation: str, fold: int) -> Path:
-    run_dir = args.out / method / annotation / f"fold{fold}"
-    command = [
-        str(Path(sys.executable).parent / "vrpsam-eval"),
-        f"method={method}",
-        f"data.fold={fold}",
-        f"eval.annotation={annotation}",
-        f"hydra.run.dir={run_dir}",
-        *args.overrides,
-    ]
+    overrides = [f"method={method}", f"data.fold={fold}", f"eval.annotation={annotation}",
+                 *args.overrides]  # fmt: skip
     if method == "vrpsam" and args.vrpsam_ckpt:
-        command.append(f"ckpt_path={args.vrpsam_ckpt.format(fold=fold)}")
-    print("$ " + " ".join(command), flush=True)
-    subprocess.run(command, check=True)
-    return run_dir / "eval.json"
+        overrides.append(f"ckpt_path={args.vrpsam_ckpt.format(fold=fold)}")
+    return run_eval(args.out / method / annotation / f"fold{fold}", overrides)
 
 
 def main() -> None:

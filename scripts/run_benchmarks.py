@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from eval_runs import run_eval
 
 from vrpsam.data.folds import FOLD_COUNTS
 from vrpsam.reports.comparison import benchmark_table
@@ -41,21 +41,11 @@ CONFIG_OF = {"pascal": "pascal5i", "coco": "coco20i"}
 
 
 def evaluate(args, method: str, dataset: str, root: str, fold: int) -> Path:
-    run_dir = args.out / method / dataset / f"fold{fold}"
-    command = [
-        str(Path(sys.executable).parent / "vrpsam-eval"),
-        f"method={method}",
-        f"data={CONFIG_OF.get(dataset, dataset)}",
-        f"data.root={root}",
-        f"data.fold={fold}",
-        f"hydra.run.dir={run_dir}",
-        *args.overrides,
-    ]
+    overrides = [f"method={method}", f"data={CONFIG_OF.get(dataset, dataset)}", f"data.root={root}",
+                 f"data.fold={fold}", *args.overrides]  # fmt: skip
     if method == "vrpsam" and args.vrpsam_ckpt:
-        command.append(f"ckpt_path={args.vrpsam_ckpt.format(dataset=dataset, fold=fold)}")
-    print("$ " + " ".join(command), flush=True)
-    subprocess.run(command, check=True)
-    return run_dir / "eval.json"
+        overrides.append(f"ckpt_path={args.vrpsam_ckpt.format(dataset=dataset, fold=fold)}")
+    return run_eval(args.out / method / dataset / f"fold{fold}", overrides)
 
 
 def main() -> None:

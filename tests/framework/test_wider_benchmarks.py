@@ -119,3 +119,19 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_run_benchmarks_script_writes_one_method_by_benchmark_table(trees, tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "run_benchmarks.py"
+    command = [sys.executable, str(script), "--out", str(tmp_path / "bench"), "--methods", "gpsam",
+               "--data", f"fss1000={trees['fss1000']}", "--", "experiment=demo",
+               "eval.episodes=4", "data.num_workers=0", f"paths.output_dir={tmp_path}"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "bench" / "benchmarks.md").read_text()
+    assert "| method | fss1000 mIoU | s/episode |" in table
+    assert table.splitlines()[2].startswith("| gpsam | ")
+    assert (tmp_path / "bench" / "gpsam" / "fss1000" / "fold0" / "eval.json").is_file()

@@ -261,6 +261,31 @@ def verify_pascal(
     return report
 
 
+def check_indexed_images(
+    report: VerifyReport, index: Mapping, image_dir: Path, json_path: Path, *, sample: int,
+    full: bool,
+) -> None:  # fmt: skip
+    """Decode the images a COCO-format index lists (a sample unless ``full``) and check each
+    against the size its json records; problems go into ``report``."""
+    images = index["images"]
+    stems = sample_items(sorted(images), sample, full)
+    if len(stems) < len(images):
+        report.notes.append(f"{json_path.name}: decoded {len(stems)} of {len(images)} images")
+    for stem in stems:
+        entry = images[stem]
+        path = image_dir / entry["file_name"]
+        try:
+            image = read_rgb(path)
+        except READ_ERRORS as error:
+            report.problems.append(str(error))
+            continue
+        if image.shape[:2] != (entry["height"], entry["width"]):
+            report.problems.append(
+                f"{path} is {image.shape[1]}x{image.shape[0]} but {json_path.name} says "
+                f"{entry['width']}x{entry['height']}"
+            )
+
+
 def verify_coco(
     root: str | Path,
     *,
@@ -287,23 +312,9 @@ def verify_coco(
         except READ_ERRORS as error:
             report.problems.append(f"{json_path}: {error}")
             continue
-        images = indexes[folder]["images"]
-        stems = sample_items(sorted(images), sample, full)
-        if len(stems) < len(images):
-            report.notes.append(f"{folder}: decoded {len(stems)} of {len(images)} images")
-        for stem in stems:
-            entry = images[stem]
-            try:
-                image = read_rgb(root / folder / entry["file_name"])
-            except READ_ERRORS as error:
-                report.problems.append(str(error))
-                continue
-            if image.shape[:2] != (entry["height"], entry["width"]):
-                report.problems.append(
-                    f"{root / folder / entry['file_name']} is {image.shape[1]}x{image.shape[0]} "
-                    "but "
-                    f"{json_path.name} says {entry['width']}x{entry['height']}"
-                )
+        check_indexed_images(
+            report, indexes[folder], root / folder, json_path, sample=sample, full=full
+        )
     if report.problems:
         report.notes.append("fold table skipped until the problems below are fixed")
         return report

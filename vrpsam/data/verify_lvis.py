@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from vrpsam.data.lvis import NUM_FOLDS, LvisSource, load_lvis_index
-from vrpsam.data.reading import read_rgb
-from vrpsam.data.verify import READ_ERRORS, VerifyReport, report_missing, sample_items, summarise
+from vrpsam.data.verify import (
+    READ_ERRORS,
+    VerifyReport,
+    check_indexed_images,
+    report_missing,
+    summarise,
+)
 
 
 def verify_lvis92i(
@@ -49,23 +54,7 @@ def verify_lvis92i(
         except READ_ERRORS as error:
             report.problems.append(f"{json_path}: {error}")
             continue
-        images = indexes[which]["images"]
-        stems = sample_items(sorted(images), sample, full)
-        if len(stems) < len(images):
-            report.notes.append(f"{json_path.name}: decoded {len(stems)} of {len(images)} images")
-        for stem in stems:
-            entry = images[stem]
-            path = root / entry["file_name"]
-            try:
-                image = read_rgb(path)
-            except READ_ERRORS as error:
-                report.problems.append(str(error))
-                continue
-            if image.shape[:2] != (entry["height"], entry["width"]):
-                report.problems.append(
-                    f"{path} is {image.shape[1]}x{image.shape[0]} but {json_path.name} says "
-                    f"{entry['width']}x{entry['height']}"
-                )
+        check_indexed_images(report, indexes[which], root, json_path, sample=sample, full=full)
     if report.problems:
         report.notes.append("fold table skipped until the problems below are fixed")
         return report
