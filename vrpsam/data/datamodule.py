@@ -20,6 +20,7 @@ from vrpsam.data.sampling import (
     TRAIN_RULES,
     TrainingEpisodeSampler,
     class_pools,
+    make_negative_episodes,
     make_test_episodes,
     make_validation_episodes,
 )
@@ -115,6 +116,10 @@ class FewShotDataModule(L.LightningDataModule):
         test_scribble: ``per_episode`` or ``fixed`` (the official code's test scribbles).
         rank_episodes: ``unique`` shards training episodes across ranks; ``same`` gives every
             rank the same episodes (the official COCO multi-GPU run).
+        negative_share: share of training episodes whose target lacks the class (an empty
+            ground truth; 0 in the paper).
+        test_negatives: test each episode of the list with its target replaced by a seeded image
+            without the class (:func:`make_negative_episodes`): a false-positive test.
         test_split: ``novel`` tests the fold's novel classes; ``base`` tests its base classes on
             the fold's training images (VRP-SAM Table 13: 1000 fixed pairs), with the
             ``balanced`` rule whatever ``test_sampling`` says (the pairs are drawn at random).
@@ -145,6 +150,8 @@ class FewShotDataModule(L.LightningDataModule):
         test_scribble: str = "per_episode",
         rank_episodes: str = "unique",
         test_split: str = "novel",
+        negative_share: float = 0.0,
+        test_negatives: bool = False,
     ) -> None:
         super().__init__()
         if sources is None and source_factory is None:
@@ -183,6 +190,8 @@ class FewShotDataModule(L.LightningDataModule):
         self.test_scribble = test_scribble
         self.rank_episodes = rank_episodes
         self.test_split = test_split
+        self.negative_share = float(negative_share)
+        self.test_negatives = bool(test_negatives)
         self.train_dataset: EpisodeDataset | None = None
         self.val_dataset: EpisodeDataset | None = None
         self.test_dataset: EpisodeDataset | None = None
@@ -237,7 +246,11 @@ class FewShotDataModule(L.LightningDataModule):
         if source is None:
             raise ValueError("Training needs a 'train' source.")
         sampler = TrainingEpisodeSampler(
-            source=source, shot=self.shot, seed=self.seed, rule=self.train_sampling
+            source=source,
+            shot=self.shot,
+            seed=self.seed,
+            rule=self.train_sampling,
+            negative_share=self.negative_share,
         )
         return EpisodeDataset(
             source=source,
@@ -289,6 +302,9 @@ class FewShotDataModule(L.LightningDataModule):
             }
             if path is not None and self._rank_and_world()[0] == 0:
                 save_episodes(path, episodes, meta)
+        if self.test_negatives:
+            episodes = make_negative_episodes(source, episodes, seed=int(meta["seed"]))
+            meta = {**meta, "negatives": True, "n_negatives": len(episodes)}
         self.test_episode_meta = meta
         return self._fixed_dataset(source, episodes, seed=int(meta["seed"]))
 

@@ -9,6 +9,10 @@ one) and, except for ``balanced``, their targets and classes do not depend on th
 
 The rules (:mod:`vrpsam.engine.protocol` says which protocol uses which):
 
+* training negatives (``negative_share`` > 0, off in the paper): that share of training episodes
+  keep their references but take a target without the class (an empty ground truth), so a model
+  learns to answer "not here"; test negatives (:func:`make_negative_episodes`) do the same to a
+  fixed list, to measure false positives.
 * training ``image``: walk a seeded permutation of the training images; the class is one of the
   image's listed classes. ``image_present``: the same over every class present in the image at any
   size (the official PASCAL loader). ``class``: the class uniformly, then one of its images (the
@@ -38,6 +42,7 @@ TEST_RULES = ("balanced", "pairs", "images", "uniform")
 # Stream tags keep the generators of different purposes independent even when they share a seed.
 _TRAIN_STREAM = 1
 _FIXED_STREAM = 2
+_NEGATIVE_STREAM = 4
 
 
 def _rng(*keys: int) -> np.random.Generator:
@@ -112,16 +117,30 @@ class TrainingEpisodeSampler:
         shot: references per episode.
         seed: the run's seed (non-negative).
         rule: ``image``, ``image_present`` or ``class``.
+        negative_share: share of episodes whose target is an image without the class (0: none,
+            the paper's training; the draw is skipped entirely then, so episodes stay as before).
 
     Raises:
         ValueError: ``shot < 1``, an unknown rule, or no class has ``shot + 1`` images.
     """
 
-    def __init__(self, *, source: FewShotSource, shot: int, seed: int, rule: str = "image") -> None:
+    def __init__(
+        self,
+        *,
+        source: FewShotSource,
+        shot: int,
+        seed: int,
+        rule: str = "image",
+        negative_share: float = 0.0,
+    ) -> None:
         _check(shot, seed)
         if rule not in TRAIN_RULES:
             raise ValueError(f"training rule must be one of {', '.join(TRAIN_RULES)}, got {rule!r}")
+        if not 0.0 <= negative_share < 1.0:
+            raise ValueError(f"negative_share must be in [0, 1), got {negative_share}")
         self.source, self.shot, self.seed, self.rule = source, shot, int(seed), rule
+        self.negative_share = float(negative_share)
+        self._absent: dict[int, list[str]] = {}
         self.pools, small = class_pools(source, shot)
         if not self.pools:
             raise ValueError(
@@ -169,7 +188,46 @@ class TrainingEpisodeSampler:
                 candidates = _present(self.source, target_id, self.pools, self.shot) or candidates
             class_id = candidates[int(rng.integers(len(candidates)))]
         references = _references(self.pools[class_id], target_id, self.shot, rng)
+        if self.negative_share and rng.random() < self.negative_share:
+            # A negative: the references stay, the target is an image without the class.
+            target_id = self._negative_target(class_id, rng) or target_id
         return Episode(target_id=target_id, class_id=class_id, reference_ids=references)
+
+    def _negative_target(self, class_id: int, rng: np.random.Generator) -> str | None:
+        """A training image in which ``class_id`` has no pixel, or None when every image has."""
+        if class_id not in self._absent:
+            self._absent[class_id] = absent_images(self.source, self.target_ids, class_id)
+        candidates = self._absent[class_id]
+        return candidates[int(rng.integers(len(candidates)))] if candidates else None
+
+
+def absent_images(source: FewShotSource, image_ids: Sequence[str], class_id: int) -> list[str]:
+    """The images of ``image_ids`` in which ``class_id`` has no pixel (any size counts)."""
+    return [i for i in image_ids if class_id not in source.classes_present(i)]
+
+
+def make_negative_episodes(
+    source: FewShotSource, episodes: Sequence[Episode], *, seed: int
+) -> list[Episode]:
+    """The episodes with each target replaced by a seeded image of ``source`` without the
+    episode's class (the references stay): the model should predict nothing. Episodes whose
+    class is in every image are left out.
+
+    A pure function of the list and the seed, like the list itself.
+    """
+    order = list(source.image_order())
+    absent: dict[int, list[str]] = {}
+    negatives = []
+    for i, episode in enumerate(episodes):
+        if episode.class_id not in absent:
+            absent[episode.class_id] = absent_images(source, order, episode.class_id)
+        candidates = [t for t in absent[episode.class_id] if t not in episode.reference_ids]
+        if not candidates:
+            continue
+        rng = _rng(seed, _NEGATIVE_STREAM, i)
+        target = candidates[int(rng.integers(len(candidates)))]
+        negatives.append(Episode(target, episode.class_id, episode.reference_ids))
+    return negatives
 
 
 def make_test_episodes(

@@ -33,14 +33,14 @@ from omegaconf import DictConfig, ListConfig
 
 from vrpsam.artifacts.atomic import atomic_write, atomic_write_json, atomic_write_text
 from vrpsam.cache.run import model_overrides, open_caches
-from vrpsam.conf import CONFIG_DIR
 from vrpsam.data.datamodule import TEST_SPLITS
 from vrpsam.data.folds import check_fold
 from vrpsam.engine.method_module import MethodModule
-from vrpsam.engine.methods import TrainedVRPSAM, build_method, method_settings
-from vrpsam.engine.protocol import Protocol, preset_changes
+from vrpsam.engine.methods import TrainedVRPSAM, build_method, run_record
+from vrpsam.engine.protocol import Protocol
 from vrpsam.engine.runtime import episode_list_path, quiet_library_noise
 from vrpsam.engine.seeds import aggregate
+from vrpsam.engine.semantic import evaluate_semantic
 from vrpsam.engine.settle import settle
 from vrpsam.engine.training_module import VRPSAMModule
 from vrpsam.engine.video import evaluate_video
@@ -128,6 +128,7 @@ def evaluate_seed(
             )
         ),
         test_split=split,
+        test_negatives=bool(cfg.eval.get("negatives", False)),
         **protocol.data_options(),
     )
     module, _ = build_eval_module(cfg, method, protocol, seed)
@@ -160,34 +161,27 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     cfg, protocol = settle(cfg, info)
     if cfg.data.get("video"):
         return evaluate_video(cfg, method, protocol, out)
+    if cfg.get("task", "fewshot") == "semantic":
+        return evaluate_semantic(cfg, method, protocol, out)
     seeds = _seeds(cfg.eval.seed)
     runs, meta = [], {}
     for seed in seeds:
         result, seed_meta = evaluate_seed(cfg, method, protocol, seed, out / f"seed{seed}")
         runs.append(result)
         meta = meta or seed_meta
-    trained = isinstance(method, TrainedVRPSAM)
     result = {
         "method": cfg.method.name,
         "dataset": cfg.data.dataset,
         "fold": int(cfg.data.fold),
         "split": cfg.eval.get("split", "novel"),
+        "negatives": bool(cfg.eval.get("negatives", False)),
         "shot": int(cfg.eval.shot),
         "annotation": cfg.eval.annotation,
         "image_size": int(cfg.data.image_size),
         **aggregate(seeds, runs),
         "classes_skipped": meta.get("classes_skipped", []),
-        "protocol": protocol.name,
-        "switches": protocol.switches(),
-        "protocol_changes": preset_changes(protocol, cfg.data.dataset, CONFIG_DIR),
         "score_original_size": protocol.score_original_size,
-        "units": "percent",
-        "checkpoint": str(cfg.get("ckpt_path") or cfg.get("export_dir")) if trained else None,
-        # What the model was trained on (not its protocol, reported above), or the settings of a
-        # training-free method.
-        "trained_on": {k: v for k, v in info.items() if k != "protocol"}
-        if trained
-        else {"training_free": True, "settings": method_settings(cfg.method)},
+        **run_record(cfg, method, protocol),
     }
     atomic_write_json(out / "eval.json", result, indent=2)
     atomic_write_text(out / "eval.md", eval_markdown(result))

@@ -88,3 +88,29 @@ def method_settings(method_cfg: Any) -> dict:
     plain = OmegaConf.to_container(method_cfg, resolve=True)
     skip = {"_target_", "_recursive_", "frozen", "model", "name"}
     return {k: v for k, v in plain.items() if k not in skip}
+
+
+def run_record(cfg: Any, method: Any, protocol: Any) -> dict:
+    """What every ``eval.json`` says about the run besides its scores: the protocol (name, every
+    switch, the switches that differ from the named preset), the units, and the checkpoint and
+    what the model was trained on (not its protocol, given above), or the settings of a
+    training-free method."""
+    from vrpsam.conf import CONFIG_DIR
+    from vrpsam.engine.protocol import preset_changes
+
+    trained = isinstance(method, TrainedVRPSAM)
+    info = method.info if trained else {}
+    path = cfg.get("ckpt_path") or cfg.get("export_dir")
+    return {
+        "protocol": protocol.name,
+        "switches": protocol.switches(),
+        "protocol_changes": preset_changes(protocol, cfg.data.dataset, CONFIG_DIR),
+        "units": "percent",
+        # None for a training-free method and for an untrained VRP-SAM.
+        "checkpoint": str(path)
+        if trained and (path := cfg.get("ckpt_path") or cfg.get("export_dir"))
+        else None,
+        "trained_on": {k: v for k, v in info.items() if k != "protocol"}
+        if trained
+        else {"training_free": True, "settings": method_settings(cfg.method)},
+    }

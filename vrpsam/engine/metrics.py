@@ -126,3 +126,30 @@ class OtherClassShare(Metric):
 
     def compute(self) -> torch.Tensor:
         return self.on_others / self.predicted.clamp_min(1.0)
+
+
+class FalsePositives(Metric):
+    """On negative episodes (the target lacks the reference's class, so the answer is an empty
+    mask): the share of episodes with any predicted foreground pixel and the mean share of the
+    target predicted as the class (fractions; sums reduced across processes)."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        f64 = torch.float64
+        self.add_state("episodes", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
+        self.add_state("answered", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
+        self.add_state("area", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
+
+    def update(self, predictions: Sequence[torch.Tensor]) -> None:
+        """Add negative episodes: (H_i, W_i) binary predictions."""
+        for prediction in predictions:
+            hit = prediction.bool().cpu()
+            self.episodes += 1
+            self.answered += bool(hit.any())
+            self.area += hit.double().mean()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        count = self.episodes.clamp_min(1.0)
+        return {"fp_rate": self.answered / count, "area": self.area / count}

@@ -15,7 +15,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from vrpsam.engine.metrics import FewShotIoU, OtherClassShare, intersection_union
+from vrpsam.engine.metrics import FalsePositives, FewShotIoU, OtherClassShare, intersection_union
 from vrpsam.modeling.precision import emulation_warning
 
 
@@ -36,6 +36,7 @@ class FewShotModule(L.LightningModule):
         self.overlays: list[dict[str, torch.Tensor]] = []
         self.metrics: dict[str, FewShotIoU] = {}
         self.other_share: dict[str, OtherClassShare] = {}
+        self.false_positives: FalsePositives | None = None  # negative test episodes only
         self.results: dict[str, dict] = {}  # last computed metrics per stage (percent)
         self._warned_precision = False
 
@@ -72,6 +73,11 @@ class FewShotModule(L.LightningModule):
         logits = self(batch)
         predictions, targets = self.predictions(batch, logits)
         self._metric(stage).update(predictions, targets, batch["class_id"].tolist())
+        datamodule = self.trainer.datamodule if self._trainer else None
+        if stage == "test" and getattr(datamodule, "test_negatives", False):
+            if self.false_positives is None:
+                self.false_positives = FalsePositives().to(self.device)
+            self.false_positives.update(predictions)
         if "target_others_original" in batch:
             others = batch["target_others_original"]
             if not self.score_original_size:  # scored at the network size: resize alike
@@ -122,6 +128,11 @@ class FewShotModule(L.LightningModule):
         if stage in self.other_share:
             result["other_class_share"] = 100 * float(self.other_share[stage].compute())
             self.other_share[stage].reset()
+        if stage == "test" and self.false_positives is not None:
+            negatives = self.false_positives.compute()
+            result["negative_fp_rate"] = 100 * float(negatives["fp_rate"])
+            result["negative_area"] = 100 * float(negatives["area"])
+            self.false_positives.reset()
         self.log(f"{stage}/miou", result["miou"], prog_bar=True)
         self.log(f"{stage}/fbiou", result["fbiou"])
         self.results[stage] = result

@@ -48,4 +48,13 @@ def aggregate(seeds: Sequence[int], runs: Sequence[dict]) -> dict:
         "seconds_per_episode": statistics.fmean(r["seconds_per_episode"] for r in runs),
         # Percent of the predicted foreground on objects of other classes (sources that know them).
         "other_class_share": statistics.fmean(share) if len(share) == len(runs) else None,
+        **_negatives(runs),
     }
+
+
+def _negatives(runs: Sequence[dict]) -> dict:
+    """Means of the false-positive figures of negative-episode runs (``eval.negatives=true``)."""
+    keys = ("negative_fp_rate", "negative_area")
+    if not all(key in r for r in runs for key in keys):
+        return {}
+    return {key: statistics.fmean(r[key] for r in runs) for key in keys}

@@ -27,11 +27,10 @@ from omegaconf import DictConfig, ListConfig
 
 from vrpsam.artifacts.atomic import atomic_write, atomic_write_json, atomic_write_text
 from vrpsam.cache.run import model_overrides
-from vrpsam.conf import CONFIG_DIR
 from vrpsam.data.davis import DavisSource
 from vrpsam.engine.davis_metrics import BOUND_TH
-from vrpsam.engine.methods import TrainedVRPSAM, method_settings
-from vrpsam.engine.protocol import Protocol, preset_changes
+from vrpsam.engine.methods import TrainedVRPSAM, run_record
+from vrpsam.engine.protocol import Protocol
 from vrpsam.engine.video_module import DavisDataModule, VideoModule, VRPSAMVideo
 from vrpsam.reports.video import plot_video_strips, video_markdown
 
@@ -125,7 +124,6 @@ def evaluate_video(cfg: DictConfig, method: Any, protocol: Protocol, out: Path) 
     scores = json.loads((folder / "results.json").read_text())
     frames = sum(len(source.frames(s)) - 1 for s in source.sequences)
     masks = sum((len(source.frames(s)) - 1) * len(source.objects(s)) for s in source.sequences)
-    info = method.info if trained else {"training_free": True}
     result = {
         "method": cfg.method.name,
         "dataset": data.dataset,
@@ -141,14 +139,7 @@ def evaluate_video(cfg: DictConfig, method: Any, protocol: Protocol, out: Path) 
         "mean per object, then over all objects",
         "seconds_per_frame": seconds / max(frames, 1),
         "seconds_per_object": seconds / max(masks, 1),  # one object in one frame
-        "protocol": protocol.name,
-        "switches": protocol.switches(),
-        "protocol_changes": preset_changes(protocol, data.dataset, CONFIG_DIR),
-        "units": "percent",
-        "checkpoint": str(cfg.get("ckpt_path") or cfg.get("export_dir")) if trained else None,
-        "trained_on": {k: v for k, v in info.items() if k != "protocol"}
-        if trained
-        else {"training_free": True, "settings": method_settings(cfg.method)},
+        **run_record(cfg, method, protocol),
     }
     atomic_write_json(out / "eval.json", result, indent=2)
     atomic_write_text(out / "eval.md", video_markdown(result))
