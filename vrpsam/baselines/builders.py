@@ -92,5 +92,33 @@ def build_matcher(
     frozen SAM; ``settings``: :class:`~vrpsam.baselines.matcher.Matcher` arguments."""
     from vrpsam.baselines.matcher import Matcher
 
-    patches = build_backbone(encoder, checkpoint=encoder_checkpoint, **_plain(encoder_kwargs))
-    return Matcher(encoder=patches, sam=frozen_sam(frozen, name), **_plain(settings)).eval()
+    return Matcher(
+        encoder=_encoder(encoder, encoder_checkpoint, encoder_kwargs),
+        sam=frozen_sam(frozen, name),
+        **_plain(settings),
+    ).eval()
+
+
+def build_rim(
+    *,
+    name: str,
+    frozen: Mapping,
+    encoder: str,
+    encoder_checkpoint: str | None = None,
+    encoder_kwargs: Mapping | None = None,
+    settings: Mapping | None = None,
+) -> FewShotMethod:
+    """RIM: its feature extractor (a DINOv2, or any backbone of the model builders) and the run's
+    frozen SAM; ``settings``: :class:`~vrpsam.baselines.rim.RIM` arguments."""
+    from vrpsam.baselines.rim import RIM
+
+    return RIM(
+        encoder=_encoder(encoder, encoder_checkpoint, encoder_kwargs),
+        sam=frozen_sam(frozen, name),
+        **_plain(settings),
+    ).eval()
+
+
+def _encoder(name: str, checkpoint: str | None, kwargs: Mapping | None):
+    """The patch-feature extractor of Matcher and RIM (``encoder*`` keys of their configs)."""
+    return build_backbone(name, checkpoint=checkpoint, **_plain(kwargs))

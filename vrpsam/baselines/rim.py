@@ -30,8 +30,7 @@ Our choices where the paper's text was not available to us:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 
@@ -276,32 +275,3 @@ def paint_labels(masks: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor
         best = torch.where(better, value, best)
         label_map = torch.where(better, labels[chunk][winner], label_map)
     return label_map
-
-
-def build_rim(
-    *,
-    name: str,
-    frozen: Mapping,
-    encoder: str,
-    encoder_checkpoint: str | None = None,
-    encoder_kwargs: Mapping | None = None,
-    settings: Mapping | None = None,
-) -> RIM:
-    """RIM (``conf/method/rim.yaml``): its feature extractor (a DINOv2, or any backbone of the
-    model builders) and the run's frozen SAM; ``settings``: :class:`RIM` arguments."""
-    from vrpsam.baselines.builders import frozen_sam
-    from vrpsam.modeling.backbones import build_backbone
-
-    patches = build_backbone(encoder, checkpoint=encoder_checkpoint, **_plain(encoder_kwargs))
-    return RIM(encoder=patches, sam=frozen_sam(frozen, name), **_plain(settings)).eval()
-
-
-def _plain(value: Any) -> dict:
-    """A config node (or None) as a plain dict of builder arguments."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if value is None:
-        return {}
-    if isinstance(value, DictConfig):
-        return dict(OmegaConf.to_container(value, resolve=True))
-    return dict(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import Any
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -58,3 +59,15 @@ def _negatives(runs: Sequence[dict]) -> dict:
     if not all(key in r for r in runs for key in keys):
         return {}
     return {key: statistics.fmean(r[key] for r in runs) for key in keys}
+
+
+def single_seed(value: Any, why: str) -> int:
+    """``eval.seed`` for an evaluation that takes one seed: an int, or a list of one; a longer
+    list is refused with ``why`` (what the seed fixes there)."""
+    from omegaconf import ListConfig
+
+    if isinstance(value, list | tuple | ListConfig):
+        if len(value) != 1:
+            raise ValueError(f"{why}, got eval.seed={list(value)}")
+        value = value[0]
+    return int(value)

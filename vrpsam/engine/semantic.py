@@ -35,7 +35,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from vrpsam.artifacts.atomic import atomic_write, atomic_write_json, atomic_write_text
 from vrpsam.data.semantic import (
@@ -49,6 +49,7 @@ from vrpsam.data.semantic import (
 from vrpsam.data.sources import build_source
 from vrpsam.engine.methods import TrainedVRPSAM, run_record
 from vrpsam.engine.protocol import Protocol
+from vrpsam.engine.seeds import single_seed
 from vrpsam.engine.semantic_metrics import choose_threshold
 from vrpsam.engine.semantic_module import SemanticDataModule, SemanticModule, bank_runner
 from vrpsam.engine.video import video_runner
@@ -73,14 +74,10 @@ class SemanticResults(L.Callback):
 
 
 def _seed(value: Any) -> int:
-    if isinstance(value, list | tuple | ListConfig):
-        if len(value) != 1:
-            raise ValueError(
-                f"task=semantic takes one eval.seed, got {list(value)}: run once per seed (the "
-                "seed fixes the reference bank)"
-            )
-        value = value[0]
-    return int(value)
+    return single_seed(
+        value,
+        "task=semantic takes one eval.seed: run once per seed (the seed fixes the reference bank)",
+    )
 
 
 def _passes(cfg: DictConfig, protocol: Protocol, seed: int) -> dict[str, Any]:

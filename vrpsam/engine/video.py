@@ -23,7 +23,7 @@ from typing import Any
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from vrpsam.artifacts.atomic import atomic_write, atomic_write_json, atomic_write_text
 from vrpsam.cache.run import model_overrides
@@ -31,6 +31,7 @@ from vrpsam.data.davis import DavisSource
 from vrpsam.engine.davis_metrics import BOUND_TH
 from vrpsam.engine.methods import TrainedVRPSAM, run_record
 from vrpsam.engine.protocol import Protocol
+from vrpsam.engine.seeds import single_seed
 from vrpsam.engine.video_module import DavisDataModule, VideoModule, VRPSAMVideo
 from vrpsam.reports.video import plot_video_strips, video_markdown
 
@@ -55,14 +56,11 @@ class VideoResults(L.Callback):
 
 
 def _seed(value: Any) -> int:
-    if isinstance(value, list | tuple | ListConfig):
-        if len(value) != 1:
-            raise ValueError(
-                f"video evaluation takes one eval.seed, got {list(value)}: the reference is "
-                "fixed by the sequence (only simulated point/box/scribble annotations use a seed)"
-            )
-        value = value[0]
-    return int(value)
+    return single_seed(
+        value,
+        "video evaluation takes one eval.seed: the reference is fixed by the sequence (only "
+        "simulated point/box/scribble annotations use a seed)",
+    )
 
 
 def video_runner(cfg: DictConfig, method: Any) -> Any:
