@@ -5,6 +5,7 @@ import torch
 
 from vrpsam.baselines.base import ANNOTATIONS, UnsupportedEpisodeError
 from vrpsam.baselines.gpsam import GPSAM
+from vrpsam.baselines.sam_prompts import encode_image
 from vrpsam.modeling.vrp_sam import EmptyReferenceError
 
 
@@ -103,7 +104,7 @@ def test_multimask_output_keeps_the_output_sam_rates_best(
     logits = GPSAM(backbone=resnet18, sam=tiny_sam, multimask_output=True).predict(episode)
     assert seen["multimask"] and seen["low_res"].shape[1] == 3
     best = int(seen["iou"][0].argmax())
-    image = gpsam_module.encode_image(tiny_sam, episode.target_image, episode.target_size)
+    image = encode_image(tiny_sam, episode.target_image, episode.target_size)
     expected = gpsam_module.to_frame(tiny_sam, image, seen["low_res"][:, best : best + 1])[0, 0]
     torch.testing.assert_close(logits, expected)
 

@@ -210,6 +210,45 @@ def test_bank_build_names_empty_masks_and_images_without_masks(export, tmp_path,
     assert not (tmp_path / "bank").exists()
 
 
+def test_bank_calibrate_stores_the_threshold_that_fits_the_validation_images(
+    export, predictor, tmp_path, capsys
+):
+    write_refs(tmp_path / "refs")
+    bank_dir = tmp_path / "bank"
+    bank_cli.main(["build", "--export", str(export), "--refs", str(tmp_path / "refs"),
+                   "--out", str(bank_dir)])  # fmt: skip
+    val = tmp_path / "val"
+    shown = {"cat": [11, 12], "dog": [13], "_absent": [14, 15]}
+    for folder, seeds in shown.items():
+        (val / folder).mkdir(parents=True)
+        for seed in seeds:
+            Image.fromarray(noise((50, 70, 3), seed)).save(val / folder / f"v{seed}.jpg")
+    # A mask beside an image (the refs layout) is not a validation image.
+    Image.fromarray(square((50, 70), (5, 5, 30, 30)) * 255).save(val / "cat" / "v11.png")
+    code = bank_cli.main(["calibrate", "--export", str(export), "--bank", str(bank_dir),
+                          "--val", str(val)])  # fmt: skip
+    assert code == 0
+    assert "5 validation images" in capsys.readouterr().out
+    # The same choice from the scores, with each image's truth: its folder's class only.
+    bank = ReferenceBank.load(bank_dir, predictor)
+    present, absent = [], []
+    for folder, seeds in shown.items():
+        for seed in seeds:
+            for name, score in bank.segment(val / folder / f"v{seed}.jpg").scores.items():
+                (present if name == folder else absent).append(score)
+    assert (len(present), len(absent)) == (3, 7)
+    assert bank.presence_threshold == pytest.approx(choose_presence_threshold(present, absent))
+    info = json.loads((bank_dir / "bank.json").read_text())
+    assert info["presence_threshold_chosen_on"]["images"] == 5
+    # A folder that is not a class of the bank is named, and the bank is left as it was.
+    (val / "horse").mkdir()
+    with pytest.raises(SystemExit):
+        bank_cli.main(["calibrate", "--export", str(export), "--bank", str(bank_dir),
+                       "--val", str(val)])  # fmt: skip
+    assert "horse" in capsys.readouterr().err
+    assert json.loads((bank_dir / "bank.json").read_text()) == info
+
+
 def predict_cfg(*overrides):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="predict", overrides=list(overrides))

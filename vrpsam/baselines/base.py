@@ -8,12 +8,15 @@ episode list and scores the logits with the identical metric, so numbers are com
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from vrpsam.baselines.sam_prompts import SamImage, encode_image
 
 ANNOTATIONS = ("point", "scribble", "box", "mask")
 
@@ -75,11 +78,39 @@ class FewShotMethod(nn.Module):
     Many targets of one reference (the frames of a video) go through :meth:`prepare` once and
     :meth:`predict_targets` per batch of targets. The default keeps the references and calls
     :meth:`predict` per target; a method whose reference side is costly overrides both (PerSAM-F
-    fits its weights once per reference).
+    fits its weights once per reference). Many references in the same targets (the classes of a
+    bank, the objects of a video) go through :meth:`predict_objects`, which embeds each target
+    with SAM once for all of them: subclasses embed targets with :meth:`encode_target`.
     """
 
     name: str = "method"
     annotations: tuple[str, ...] = ANNOTATIONS
+    _target_memo: dict[tuple, tuple[torch.Tensor, SamImage]] | None = None
+
+    @contextmanager
+    def shared_targets(self) -> Iterator[None]:
+        """Within this block each target's SAM embedding is computed once, however many
+        references ask for it (the targets must stay alive and unchanged inside the block)."""
+        self._target_memo = {}
+        try:
+            yield
+        finally:
+            self._target_memo = None
+
+    def encode_target(
+        self, image: torch.Tensor, original_size: tuple[int, int] | None = None
+    ) -> SamImage:
+        """The SAM embedding of a (3, S, S) target (reused inside :meth:`shared_targets`)."""
+        memo = self._target_memo
+        if memo is None:
+            return encode_image(self.sam, image, original_size)
+        size = None if original_size is None else tuple(int(v) for v in original_size)
+        key = (image.data_ptr(), image.storage_offset(), tuple(image.shape), image.device, size)
+        if key not in memo:
+            # The image is kept with its embedding so its memory cannot be reused by another
+            # tensor with the same address while the block lasts.
+            memo[key] = (image, encode_image(self.sam, image, original_size))
+        return memo[key][1]
 
     def check(self, episode: EpisodeInput) -> None:
         """Refuse annotation kinds this method cannot use, with the reason and what to do."""
@@ -143,6 +174,18 @@ class FewShotMethod(nn.Module):
             for image, size in zip(target_images, target_sizes, strict=True)
         ]
         return torch.stack(logits).float()
+
+    def predict_objects(
+        self,
+        states: Sequence[Any],
+        target_images: torch.Tensor,
+        target_sizes: torch.Tensor | Sequence[Sequence[int]],
+    ) -> torch.Tensor:
+        """Mask logits (O, N, S, S) of O prepared references in the same N targets, each target
+        embedded by SAM once for all O references."""
+        with self.shared_targets():
+            return torch.stack([self.predict_targets(s, target_images, target_sizes)
+                                for s in states])  # fmt: skip
 
     def train(self, mode: bool = True) -> FewShotMethod:
         return super().train(False)  # every part is frozen

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from vrpsam.baselines.base import EpisodeInput, FewShotMethod
-from vrpsam.baselines.sam_prompts import encode_image, mask_box, prompt_sam, sample_points, to_frame
+from vrpsam.baselines.sam_prompts import mask_box, prompt_sam, sample_points, to_frame
 from vrpsam.modeling.backbones import FrozenBackbone
 from vrpsam.modeling.sam import FrozenSam
 from vrpsam.modeling.vrp_encoder import downsample_mask, pseudo_mask
@@ -134,7 +134,7 @@ class GPSAM(FewShotMethod):
         generator = torch.Generator().manual_seed(episode.seed)
         size = tuple(episode.target_image.shape[-2:])
         mask = self.binarise(self.prior(episode), size)
-        image = encode_image(self.sam, episode.target_image, episode.target_size)
+        image = self.encode_target(episode.target_image, episode.target_size)
         low_res, iou = prompt_sam(
             self.sam,
             image,

@@ -62,7 +62,7 @@ from vrpsam.baselines.matching import (
     select_masks,
     touching_patches,
 )
-from vrpsam.baselines.sam_prompts import SamImage, encode_image, prompt_sam, to_frame
+from vrpsam.baselines.sam_prompts import SamImage, prompt_sam, to_frame
 from vrpsam.modeling.backbones import DinoV2Backbone
 from vrpsam.modeling.sam import FrozenSam
 
@@ -276,7 +276,7 @@ class Matcher(FewShotMethod):
         found = self.correspond(episode)
         if len(found.points) == 0:
             return negative
-        image = encode_image(self.sam, episode.target_image.to(self.device), episode.target_size)
+        image = self.encode_target(episode.target_image.to(self.device), episode.target_size)
         candidates = self.propose(image, found.points, rng)
         if candidates is None:
             return negative

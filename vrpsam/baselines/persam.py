@@ -381,7 +381,7 @@ class PerSAM(FewShotMethod):
     ) -> torch.Tensor:
         """Mask logits (S, S) in one (3, S, S) target of original size ``size`` for the
         reference feature ``t`` (C,)."""
-        target = encode_image(self.sam, image, size)
+        target = self.encode_target(image, size)
         grid, frame = location_prior(self.sam, target, feature)
         points = prior_points(frame)
         sparse, dense = _point_prompt(self.sam, target, *points)
@@ -489,7 +489,7 @@ class PerSAMF(PerSAM):
         """Mask logits (S, S) in one (3, S, S) target of original size ``size`` for the state
         (``t``, fitted weights) of :meth:`reference_feature`."""
         feature, learned = state
-        target = encode_image(self.sam, image, size)
+        target = self.encode_target(image, size)
         points = self.positive_point(target, feature)
         # Upsampling is linear, so fusing the low-res logits equals fusing the full-size ones.
         low_res = fuse(self.multimask_logits(target, points), learned)[:, None]

@@ -138,13 +138,8 @@ class MaskRunner(nn.Module):
         self, states: list[Any], images: torch.Tensor, sizes: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(C, N, S, S) logits and (C, N) presence scores in (N, 3, S, S) targets."""
-        with torch.enable_grad():
-            if hasattr(self.method, "predict_objects"):
-                logits = self.method.predict_objects(states, images, sizes)
-            else:
-                logits = torch.stack([self.method.predict_targets(s, images, sizes)
-                                      for s in states])  # fmt: skip
-        logits = logits.detach().float()
+        with torch.enable_grad():  # every method shares each target's encodings across classes
+            logits = self.method.predict_objects(states, images, sizes).detach().float()
         return logits, presence_scores(logits)
 
 

@@ -239,10 +239,7 @@ class VideoModule(L.LightningModule):
     ) -> torch.Tensor:
         """(O, N, S, S) logits of every object's state in (N, 3, S, S) frames of sizes (N, 2):
         in one call where the runner shares the frames' encodings across objects."""
-        sizes = sizes.to(self.device)
-        if hasattr(self.runner, "predict_objects"):
-            return self.runner.predict_objects(states, images, sizes)
-        return torch.stack([self.runner.predict_targets(s, images, sizes) for s in states])
+        return self.runner.predict_objects(states, images, sizes.to(self.device))
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         source = self._source()

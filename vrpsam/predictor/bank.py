@@ -338,6 +338,18 @@ def read_bank_info(folder: str | Path) -> dict:
     return info
 
 
+def store_presence_threshold(folder: str | Path, threshold: float, chosen_on: dict) -> None:
+    """Set a saved bank's presence threshold (``bank.json`` rewritten atomically), recording the
+    validation it was chosen on (``presence_threshold_chosen_on``)."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"presence_threshold must lie in [0, 1], got {threshold!r}")
+    folder = Path(folder)
+    info = read_bank_info(folder)
+    info["presence_threshold"] = float(threshold)
+    info["presence_threshold_chosen_on"] = chosen_on
+    atomic_write_json(folder / INFO_FILE, info, indent=2)
+
+
 def check_fingerprint(info: dict, expected: dict, folder: Path) -> None:
     """Refuse a bank built for other weights, naming each differing part and the fix."""
     found = info["fingerprint"]
