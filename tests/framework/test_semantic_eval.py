@@ -132,6 +132,27 @@ def test_compare_script_collects_runs_into_one_table(tmp_path, monkeypatch):
     )
     runpy.run_path(str(script), run_name="__main__")
     rows = (tmp_path / "out" / "semantic.md").read_text().splitlines()
-    assert rows[2].startswith("| persam | pascal | all | 21 | 1 | 4 | 30.0 | 50.0 | 12.5 |")
-    assert rows[3].startswith("| rim |")
+    assert rows[2].startswith(
+        "| persam | persam | pascal | all | 21 | 1 | 4 | 30.0 | 50.0 | 12.5 |"
+    )
+    assert rows[3].startswith("| rim | rim |")
     assert (tmp_path / "out" / "confusion_rim.png").read_bytes() == b"png"
+
+
+def test_compare_semantic_names_runs_and_gives_each_its_checkpoint():
+    import argparse
+    import runpy
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "compare_semantic.py"
+    runs = runpy.run_path(str(script))["runs"]
+
+    def parsed(methods, ckpt=(), vrpsam_ckpt=None):
+        return argparse.Namespace(methods=methods, ckpt=list(ckpt), vrpsam_ckpt=vrpsam_ckpt)
+
+    got = runs(parsed(["vrpsam", "neg=vrpsam", "rim"], ["neg=b.ckpt"], "a.ckpt"))
+    assert got == [("vrpsam", "vrpsam", "a.ckpt"), ("neg", "vrpsam", "b.ckpt"),
+                   ("rim", "rim", None)]  # fmt: skip
+    with pytest.raises(SystemExit, match="share a name"):
+        runs(parsed(["vrpsam", "vrpsam"]))
+    with pytest.raises(SystemExit, match="lacks: other"):
+        runs(parsed(["vrpsam"], ["other=c.ckpt"]))
