@@ -5,12 +5,8 @@ import math
 import pytest
 import torch
 
-from vrpsam.engine.semantic_metrics import (
-    ConfusionMatrix,
-    PresenceCounts,
-    PresencePairs,
-    choose_threshold,
-)
+from vrpsam.baselines.multiclass import choose_threshold
+from vrpsam.engine.semantic_metrics import ConfusionMatrix, PresenceCounts, PresencePairs
 
 
 def test_confusion_matrix_ignores_255_and_gives_standard_miou():

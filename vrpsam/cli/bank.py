@@ -198,14 +198,18 @@ def calibrate(args: argparse.Namespace) -> int:
         for name, score in result.scores.items():
             (present if name == shown else absent).append(score)
     threshold = choose_presence_threshold(present, absent)
-    correct = sum(s >= threshold for s in present) + sum(s < threshold for s in absent)
-    accuracy = 100 * correct / (len(present) + len(absent))
+    right = sum(s >= threshold for s in present) + sum(s < threshold for s in absent)
+    found = sum(s >= threshold for s in present)
+    claimed = found + sum(s >= threshold for s in absent)
+    f1 = 2 * found / max(claimed + len(present), 1)
+    accuracy = right / (len(present) + len(absent))
     chosen_on = {"images": len(pairs), "present_pairs": len(present),
-                 "absent_pairs": len(absent), "accuracy": round(accuracy, 2)}  # fmt: skip
+                 "absent_pairs": len(absent), "f1": round(100 * f1, 2),
+                 "accuracy": round(100 * accuracy, 2)}  # fmt: skip
     store_presence_threshold(args.bank, threshold, chosen_on)
     print(f"presence threshold of {args.bank}: {info['presence_threshold']:.3f} -> "
-          f"{threshold:.3f} ({accuracy:.1f}% of {len(present) + len(absent)} (image, class) "
-          f"pairs of {len(pairs)} validation images right)")  # fmt: skip
+          f"{threshold:.3f} on {len(pairs)} validation images ({len(present) + len(absent)} "
+          f"(image, class) pairs: F1 {100 * f1:.1f}%, accuracy {100 * accuracy:.1f}%)")  # fmt: skip
     return 0
 
 

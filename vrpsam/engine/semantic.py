@@ -38,6 +38,7 @@ import torch
 from omegaconf import DictConfig
 
 from vrpsam.artifacts.atomic import atomic_write, atomic_write_json, atomic_write_text
+from vrpsam.baselines.multiclass import choose_threshold
 from vrpsam.data.semantic import (
     FORMS,
     SEMANTIC_DATASETS,
@@ -50,7 +51,6 @@ from vrpsam.data.sources import build_source
 from vrpsam.engine.methods import TrainedVRPSAM, run_record
 from vrpsam.engine.protocol import Protocol
 from vrpsam.engine.seeds import single_seed
-from vrpsam.engine.semantic_metrics import choose_threshold
 from vrpsam.engine.semantic_module import SemanticDataModule, SemanticModule, bank_runner
 from vrpsam.engine.video import video_runner
 from vrpsam.reports.semantic import plot_confusion, plot_label_overlays, semantic_markdown

@@ -113,7 +113,7 @@ class PresenceCounts(Metric):
 
 class PresencePairs(Metric):
     """Every (score, truly present) pair of the validation images, gathered from all
-    processes, for :func:`choose_threshold`."""
+    processes, for :func:`~vrpsam.baselines.multiclass.choose_threshold`."""
 
     full_state_update = False
 
@@ -133,38 +133,3 @@ class PresencePairs(Metric):
         if isinstance(self.scores, list) and not self.scores:
             return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.bool)
         return dim_zero_cat(self.scores).cpu(), dim_zero_cat(self.present).cpu() > 0
-
-
-def choose_threshold(scores: torch.Tensor, present: torch.Tensor) -> dict[str, float | int]:
-    """The presence threshold with the best F1 over (image, class) pairs (ties: the highest
-    accuracy, then the lowest threshold): a pair is claimed when its score is at least the
-    threshold. Candidates are the midpoints between consecutive distinct scores and the ends,
-    so the choice does not depend on the pairs' order.
-
-    Args:
-        scores: (P,) presence scores.
-        present: (P,) bool, the class is in the image's ground truth.
-
-    Returns:
-        ``threshold``, ``f1``, ``accuracy`` (fractions) at it, and ``pairs``.
-    """
-    scores, present = scores.double().flatten().cpu(), present.bool().flatten().cpu()
-    if scores.numel() == 0:
-        raise ValueError("no validation pairs to choose the presence threshold on")
-    values = torch.unique(scores)  # sorted
-    candidates = torch.cat([values[:1] - 1e-6, (values[1:] + values[:-1]) / 2, values[-1:] + 1e-6])
-    claimed = scores[None, :] >= candidates[:, None]
-    tp = (claimed & present).sum(1).double()
-    fp = (claimed & ~present).sum(1).double()
-    fn = (~claimed & present).sum(1).double()
-    f1 = 2 * tp / (2 * tp + fp + fn).clamp_min(1)
-    accuracy = (claimed == present).double().mean(1)
-    # Lexicographic best: F1, then accuracy, then the lowest threshold (first in order).
-    tied = f1 == f1.max()
-    best = int(torch.nonzero(tied & (accuracy == accuracy[tied].max()))[0, 0])
-    return {
-        "threshold": float(candidates[best]),
-        "f1": float(f1[best]),
-        "accuracy": float(accuracy[best]),
-        "pairs": int(scores.numel()),
-    }

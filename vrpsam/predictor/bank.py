@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from vrpsam import __version__
 from vrpsam.artifacts.atomic import atomic_write, atomic_write_json, sha256_file
-from vrpsam.baselines.multiclass import merge_labels, presence_scores
+from vrpsam.baselines.multiclass import choose_threshold, merge_labels, presence_scores
 from vrpsam.predictor.bank_models import MethodBank, PredictorModel
 from vrpsam.predictor.core import VRPSAMPredictor
 from vrpsam.predictor.inputs import ImageLike, MaskLike, Polylines, load_rgb
@@ -75,34 +75,27 @@ class BankResult:
 def choose_presence_threshold(
     scores_present: Sequence[float], scores_absent: Sequence[float]
 ) -> float:
-    """The presence threshold that classifies labelled validation pairs best (accuracy).
+    """The presence threshold that tells labelled validation pairs apart best: the rule of
+    ``task=semantic`` (:func:`~vrpsam.baselines.multiclass.choose_threshold`: best F1 over the
+    (image, class) pairs, ties by accuracy), clipped to [0, 1].
 
     Score *validation* images (not the test images you report on: a threshold picked there
     inflates the result) with ``bank.segment(image).scores`` and split the (image, class) scores
-    by whether the class is really in the image.
+    by whether the class is really in the image (``vrpsam-bank calibrate`` does all of it).
 
     Args:
         scores_present: scores of classes that are in their image.
         scores_absent: scores of classes that are not.
 
     Returns:
-        a threshold t in [0, 1] (present iff score >= t); among equally accurate thresholds the
-        one in the widest gap between scores, at the gap's middle.
+        a threshold t in [0, 1] (present iff score >= t; a score of exactly 1 is always
+        claimed, as a bank's threshold cannot exceed 1).
     """
-    present = np.asarray(scores_present, dtype=float).ravel()
-    absent = np.asarray(scores_absent, dtype=float).ravel()
-    if present.size + absent.size == 0:
-        raise ValueError("choose_presence_threshold needs at least one labelled score")
-    values = np.unique(np.clip(np.concatenate([present, absent]), 0.0, 1.0))
-    edges = np.concatenate([[0.0], values, [1.0]])
-    # Candidates: the middle of each gap between neighbouring scores, and both ends.
-    lows, highs = edges[:-1], edges[1:]
-    candidates = np.concatenate([[0.0], (lows + highs) / 2, [1.0]])
-    gaps = np.concatenate([[0.0], highs - lows, [0.0]])
-    correct = (present[None, :] >= candidates[:, None]).sum(1)
-    correct += (absent[None, :] < candidates[:, None]).sum(1)
-    best = np.flatnonzero(correct == correct.max())
-    return float(candidates[best[np.argmax(gaps[best])]])
+    present = torch.as_tensor(list(scores_present), dtype=torch.float64)
+    absent = torch.as_tensor(list(scores_absent), dtype=torch.float64)
+    truth = torch.cat([torch.ones(len(present)), torch.zeros(len(absent))]).bool()
+    chosen = choose_threshold(torch.cat([present, absent]), truth)
+    return min(max(chosen["threshold"], 0.0), 1.0)
 
 
 @dataclass
