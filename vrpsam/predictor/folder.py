@@ -29,6 +29,7 @@ from __future__ import annotations
 import glob
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,6 +168,41 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def open_predictor(cfg: DictConfig) -> VRPSAMPredictor:
+    """The export's predictor on the frozen files ``cfg`` names (the slow step)."""
+    return VRPSAMPredictor.from_export(
+        cfg.export_dir,
+        sam_checkpoint=cfg.sam_checkpoint,
+        backbone_checkpoint=cfg.backbone_checkpoint,
+        device=cfg.device,
+        random_frozen_weights=bool(cfg.random_frozen_weights),
+    )
+
+
+def readable_chunks(
+    targets: list[Path], names: list[str], size: int, report: PredictionReport
+) -> Iterator[list[tuple[Path, str, np.ndarray]]]:
+    """(path, name, RGB image) of the targets, ``size`` at a time, with a progress bar; a
+    target that cannot be read is recorded in ``report.failed``, reported on stderr and left
+    out (a chunk may then be empty)."""
+    from tqdm import tqdm
+
+    size = max(int(size), 1)
+    with tqdm(total=len(targets), desc="predict", unit="image") as bar:
+        for start in range(0, len(targets), size):
+            chunk = []
+            for path, name in zip(
+                targets[start : start + size], names[start : start + size], strict=True
+            ):
+                try:
+                    chunk.append((path, name, load_rgb(path, what="target image")))
+                except (OSError, ValueError) as error:
+                    report.failed.append((path, str(error)))
+                    tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
+            yield chunk
+            bar.update(min(size, len(targets) - start))
+
+
 def predict(cfg: DictConfig) -> PredictionReport:
     """Run the predictor over the targets, skipping (and reporting) those that cannot be read.
 
@@ -174,8 +210,6 @@ def predict(cfg: DictConfig) -> PredictionReport:
         FileNotFoundError, ValueError: no targets, or a reference image or annotation that
             cannot be used (checked before the model is loaded).
     """
-    from tqdm import tqdm
-
     targets = list_targets(str(cfg.targets))
     names = output_names(targets)
     given = [f"reference.{k}" for k, v in cfg.reference.items() if v is not None]
@@ -197,33 +231,15 @@ def predict(cfg: DictConfig) -> PredictionReport:
     annotation = reference_annotation(cfg.reference)
     annotation_to_mask(reference.shape[:2], **annotation)
     out = Path(cfg.out_dir)
-    predictor = VRPSAMPredictor.from_export(
-        cfg.export_dir,
-        sam_checkpoint=cfg.sam_checkpoint,
-        backbone_checkpoint=cfg.backbone_checkpoint,
-        device=cfg.device,
-        random_frozen_weights=bool(cfg.random_frozen_weights),
-    )
+    predictor = open_predictor(cfg)
     predictor.set_reference(reference, **annotation)
     report = PredictionReport()
-    size = max(int(cfg.batch_size), 1)
-    with tqdm(total=len(targets), desc="predict", unit="image") as bar:
-        for start in range(0, len(targets), size):
-            chunk = []
-            for path, name in zip(
-                targets[start : start + size], names[start : start + size], strict=True
-            ):
-                try:
-                    chunk.append((name, load_rgb(path, what="target image")))
-                except (OSError, ValueError) as error:
-                    report.failed.append((path, str(error)))
-                    tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
-            results = predictor.predict_batch([image for _, image in chunk]) if chunk else []
-            for (name, image), (mask, _, _) in zip(chunk, results, strict=True):
-                save_png(out / f"{name}_mask.png", (mask * 255).astype(np.uint8))
-                save_png(out / f"{name}_overlay.png", overlay(image, mask))
-                report.written.append(out / f"{name}_mask.png")
-            bar.update(min(size, len(targets) - start))
+    for chunk in readable_chunks(targets, names, cfg.batch_size, report):
+        results = predictor.predict_batch([image for *_, image in chunk]) if chunk else []
+        for (_, name, image), (mask, _, _) in zip(chunk, results, strict=True):
+            save_png(out / f"{name}_mask.png", (mask * 255).astype(np.uint8))
+            save_png(out / f"{name}_overlay.png", overlay(image, mask))
+            report.written.append(out / f"{name}_mask.png")
     return report
 
 
@@ -292,39 +308,18 @@ def label_overlay(image: np.ndarray, result: BankResult, classes: list[str]) -> 
 def predict_with_bank(cfg: DictConfig, targets: list[Path], names: list[str]) -> PredictionReport:
     """Segment every class of ``cfg.bank`` in the targets (label maps, overlays, and
     ``bank_predictions.json``), skipping and reporting targets that cannot be read."""
-    from tqdm import tqdm
-
     read_bank_info(cfg.bank)  # a missing or damaged bank stops the run before the slow load
     out = Path(cfg.out_dir)
-    predictor = VRPSAMPredictor.from_export(
-        cfg.export_dir,
-        sam_checkpoint=cfg.sam_checkpoint,
-        backbone_checkpoint=cfg.backbone_checkpoint,
-        device=cfg.device,
-        random_frozen_weights=bool(cfg.random_frozen_weights),
-    )
-    bank = ReferenceBank.load(cfg.bank, predictor)
+    bank = ReferenceBank.load(cfg.bank, open_predictor(cfg))
     report, found = PredictionReport(), []
-    size = max(int(cfg.batch_size), 1)
-    with tqdm(total=len(targets), desc="predict", unit="image") as bar:
-        for start in range(0, len(targets), size):
-            chunk = []
-            for path, name in zip(
-                targets[start : start + size], names[start : start + size], strict=True
-            ):
-                try:
-                    chunk.append((path, name, load_rgb(path, what="target image")))
-                except (OSError, ValueError) as error:
-                    report.failed.append((path, str(error)))
-                    tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
-            results = bank.segment_batch([image for *_, image in chunk]) if chunk else []
-            for (path, name, image), result in zip(chunk, results, strict=True):
-                save_labels(out / f"{name}_labels.png", result.labels)
-                save_png(out / f"{name}_overlay.png", label_overlay(image, result, bank.classes))
-                report.written.append(out / f"{name}_labels.png")
-                found.append({"target": str(path), "name": name, "present": result.present,
-                              "scores": result.scores})  # fmt: skip
-            bar.update(min(size, len(targets) - start))
+    for chunk in readable_chunks(targets, names, cfg.batch_size, report):
+        results = bank.segment_batch([image for *_, image in chunk]) if chunk else []
+        for (path, name, image), result in zip(chunk, results, strict=True):
+            save_labels(out / f"{name}_labels.png", result.labels)
+            save_png(out / f"{name}_overlay.png", label_overlay(image, result, bank.classes))
+            report.written.append(out / f"{name}_labels.png")
+            found.append({"target": str(path), "name": name, "present": result.present,
+                          "scores": result.scores})  # fmt: skip
     summary = {"bank": str(cfg.bank), "classes": bank.classes,
                "presence_threshold": bank.presence_threshold, "targets": found}  # fmt: skip
     atomic_write_json(out / "bank_predictions.json", summary, indent=2)
