@@ -1,4 +1,4 @@
-"""scripts/summarize_folds.py: the paper-layout table from per-fold eval.json files."""
+"""The scripts' pure parts: summarize_folds.py's paper-layout table, bench_semantic.py's inputs."""
 
 import importlib.util
 from pathlib import Path
@@ -38,3 +38,29 @@ def test_missing_folds_are_marked_partial():
         [{"shot": 1, "annotation": "box", "fold": 2, "miou": 50.0, "fbiou": 60.0}]
     )
     assert "| — | — | 50.0 | — |" in table and "(partial)" in table
+
+
+def test_bench_semantic_finds_the_negatives_bench_outputs_and_refuses_other_folders(
+    tmp_path, monkeypatch
+):
+    import pytest
+
+    scripts = SCRIPT.parent
+    monkeypatch.syspath_prepend(str(scripts))
+    spec = importlib.util.spec_from_file_location("bench_semantic", scripts / "bench_semantic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit, match=r"bench_negatives\.py"):
+        module.bench_files(tmp_path)
+    (tmp_path / "synthetic_voc_600_abc").mkdir()
+    (tmp_path / "standins" / "k").mkdir(parents=True)
+    for name in ("sam_tiny.pth", "resnet18.pth"):
+        (tmp_path / "standins" / "k" / name).write_bytes(b"")
+    for share in ("0.0", "0.25"):
+        folder = tmp_path / f"negative_share_{share}" / "run" / "checkpoints"
+        folder.mkdir(parents=True)
+        (folder / "best.ckpt").write_bytes(b"")
+    files = module.bench_files(tmp_path)
+    assert files["vrpsam"].parts[-4] == "negative_share_0.0"
+    assert files["vrpsam_negatives"].parts[-4] == "negative_share_0.25"
+    assert files["backbone"].name == "resnet18.pth"

@@ -32,6 +32,8 @@ MATCHER_FILTERS_OFF = [
     "+method.settings.dense_stability_thresh=0.0",
     "+method.settings.use_score_filter=false",
 ]
+# RIM's region filters (SAM's predicted IoU >= 0.88, stability >= 0.95) likewise.
+RIM_FILTERS_OFF = ["method.settings.iou_thresh=0.0", "method.settings.stability_thresh=0.0"]
 
 
 def model_sizes() -> tuple[int, dict]:
