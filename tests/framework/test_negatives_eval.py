@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from vrpsam.cli.eval import headline
 from vrpsam.engine.evaluation import evaluate
 from vrpsam.engine.training import train
 
@@ -18,6 +19,7 @@ def test_eval_negatives_reports_false_positives_on_targets_without_the_class(mak
     assert 0 <= written["negative_fp_rate"] <= 100 and 0 <= written["negative_area"] <= 100
     # GP-SAM always prompts SAM with points: it answers on every negative episode.
     assert written["negative_fp_rate"] == 100
+    assert headline(result).endswith("false positives 100.00")
     plain = evaluate(make_cfg("eval", "method=gpsam", "eval.episodes=6", run="plain"))
     assert "negative_fp_rate" not in plain and plain["negatives"] is False
 

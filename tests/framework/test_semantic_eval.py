@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from vrpsam.cli.eval import headline
 from vrpsam.engine.evaluation import evaluate
 
 KEYS = {"method", "dataset", "task", "form", "classes", "class_names", "references_per_class",
@@ -20,6 +21,8 @@ def evaluate_semantic(make_cfg, tmp_path, *overrides):
     cfg = make_cfg("eval", *SEMANTIC, *overrides)
     result = evaluate(cfg)
     assert json.loads((tmp_path / "run" / "eval.json").read_text()) == result
+    # The command's last line (what scripts read) is printable for every semantic result.
+    assert headline(result).startswith(f"mIoU {result['miou']:.2f} pixel accuracy ")
     return result
 
 

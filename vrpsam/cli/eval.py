@@ -19,16 +19,26 @@ from vrpsam.engine.evaluation import evaluate
 log = logging.getLogger(__name__)
 
 
+def headline(result: dict) -> str:
+    """The last line a script reads: the task's headline figures."""
+    if "jf_mean" in result:  # video
+        return f"J&F {result['jf_mean']:.2f} J {result['j_mean']:.2f} F {result['f_mean']:.2f}"
+    if result.get("task") == "semantic":
+        line = f"mIoU {result['miou']:.2f} pixel accuracy {result['pixel_accuracy']:.2f}"
+        rate = result.get("presence", {}).get("false_positive_rate")
+        return line if rate is None else f"{line} false positives {rate:.2f}"
+    line = f"mIoU {result['miou']:.2f} FB-IoU {result['fbiou']:.2f}"
+    if "negative_fp_rate" in result:
+        line += f" false positives {result['negative_fp_rate']:.2f}"
+    return line
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 @reported
 def main(cfg: DictConfig) -> None:
     result = evaluate(cfg)
     log.info("wrote %s", Path(cfg.paths.run_dir) / "eval.json")
-    # The last line, for scripts: the headline figures.
-    if "jf_mean" in result:
-        print(f"J&F {result['jf_mean']:.2f} J {result['j_mean']:.2f} F {result['f_mean']:.2f}")
-    else:
-        print(f"mIoU {result['miou']:.2f} FB-IoU {result['fbiou']:.2f}")
+    print(headline(result))
 
 
 if __name__ == "__main__":
