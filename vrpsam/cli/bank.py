@@ -137,8 +137,20 @@ def check_masks(pairs: list[tuple[str, Path, Path]]) -> list[str]:
     return problems
 
 
-def build(args: argparse.Namespace) -> int:
+def open_predictor(args: argparse.Namespace):
+    """The export's predictor on the frozen files the arguments name (the slow step)."""
     from vrpsam.predictor import VRPSAMPredictor
+
+    return VRPSAMPredictor.from_export(
+        args.export,
+        sam_checkpoint=args.sam_checkpoint,
+        backbone_checkpoint=args.backbone_checkpoint,
+        device=args.device,
+        random_frozen_weights=args.random_frozen_weights,
+    )
+
+
+def build(args: argparse.Namespace) -> int:
     from vrpsam.predictor.bank import ReferenceBank, export_files
 
     pairs, problems = reference_pairs(args.refs)
@@ -156,13 +168,7 @@ def build(args: argparse.Namespace) -> int:
             "written:\n  " + "\n  ".join(problems)
         )
     files = export_files(args.export)  # refuses a missing or damaged export before the load
-    predictor = VRPSAMPredictor.from_export(
-        args.export,
-        sam_checkpoint=args.sam_checkpoint,
-        backbone_checkpoint=args.backbone_checkpoint,
-        device=args.device,
-        random_frozen_weights=args.random_frozen_weights,
-    )
+    predictor = open_predictor(args)
     bank = ReferenceBank(predictor, presence_threshold=args.presence_threshold, model_files=files)
     for class_name, image, mask in pairs:
         bank.add(class_name, image, mask=mask)
@@ -174,7 +180,6 @@ def build(args: argparse.Namespace) -> int:
 
 
 def calibrate(args: argparse.Namespace) -> int:
-    from vrpsam.predictor import VRPSAMPredictor
     from vrpsam.predictor.bank import (
         ReferenceBank,
         choose_presence_threshold,
@@ -184,13 +189,7 @@ def calibrate(args: argparse.Namespace) -> int:
 
     info = read_bank_info(args.bank)  # a bad bank is refused before the slow model load
     pairs = validation_images(args.val, info["classes"])
-    predictor = VRPSAMPredictor.from_export(
-        args.export,
-        sam_checkpoint=args.sam_checkpoint,
-        backbone_checkpoint=args.backbone_checkpoint,
-        device=args.device,
-        random_frozen_weights=args.random_frozen_weights,
-    )
+    predictor = open_predictor(args)
     bank = ReferenceBank.load(args.bank, predictor)
     results = bank.segment_batch([image for image, _ in pairs])
     present, absent = [], []
