@@ -31,11 +31,12 @@ def _cell(value: float | None, digits: int = 1) -> str:
 
 def semantic_table(results: list[dict]) -> str:
     """One row per run: method, form, classes, images, mIoU, pixel accuracy, presence
-    false-positive rate, the threshold and where it was chosen, seconds per image."""
+    false-positive rate, how well presence scores separated the validation pairs (AUC), the
+    threshold and where it was chosen, seconds per image."""
     lines = [
         "| run | method | dataset | form | classes | K | images | mIoU (%) | pixel acc. (%) "
-        "| FP rate (%) | threshold | s/image |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| FP rate (%) | val AUC (%) | threshold | s/image |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(results, key=lambda r: (r["dataset"], r["form"], -r["miou"])):
         presence = r["presence"]
@@ -45,6 +46,7 @@ def semantic_table(results: list[dict]) -> str:
             f"{r['classes']} | "
             f"{r['references_per_class']} | {r['images']} | {r['miou']:.1f} | "
             f"{r['pixel_accuracy']:.1f} | {_cell(presence.get('false_positive_rate'))} | "
+            f"{_cell(presence.get('val_auc'))} | "
             f"{presence['threshold']:.3f} ({presence['chosen_on']}) | "
             f"{r['seconds_per_image']:.3f} |"
         )

@@ -54,6 +54,7 @@ def test_untrained_vrpsam_chooses_the_threshold_on_validation_images(make_cfg, t
     val = json.loads((tmp_path / "run" / "seed0" / "presence_val.json").read_text())
     assert len(val["scores"]) == presence["val_pairs"] == 1 * 20  # every class in every image
     assert presence["pairs"] == 1 * 20 and 0 <= presence["false_positive_rate"] <= 100
+    assert 0 <= presence["val_auc"] <= 100  # the image shows some classes and lacks others
 
 
 def test_rim_segments_every_class_and_honours_a_fixed_threshold(make_cfg, tmp_path):

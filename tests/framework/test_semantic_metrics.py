@@ -88,6 +88,7 @@ def test_threshold_separates_the_validation_pairs_whatever_their_order():
     present = torch.tensor([True, False, True, False, False])
     chosen = choose_threshold(scores, present)
     assert 0.4 < chosen["threshold"] < 0.7 and chosen["f1"] == 1.0 and chosen["pairs"] == 5
+    assert chosen["auc"] == 1.0  # every present pair above every absent one
     order = torch.tensor([4, 2, 0, 3, 1])
     assert choose_threshold(scores[order], present[order]) == chosen
 
@@ -98,6 +99,15 @@ def test_threshold_trades_off_by_f1_when_the_pairs_overlap():
     chosen = choose_threshold(scores, present)
     # Claim the top 3: TP 2, FP 1 → F1 0.8; the top 1: F1 2/3; the top 4: F1 2/3.
     assert chosen["f1"] == pytest.approx(0.8) and 0.5 < chosen["threshold"] < 0.6
+    # 0.9 beats the three absent pairs, 0.6 two of them (not 0.8): 5 of 6 comparisons.
+    assert chosen["auc"] == pytest.approx(5 / 6)
+
+
+def test_auc_counts_ties_half_and_needs_both_kinds_of_pair():
+    tied = choose_threshold(torch.tensor([0.5, 0.5, 0.7]), torch.tensor([True, False, False]))
+    assert tied["auc"] == pytest.approx(0.25)  # one tie (half), one loss
+    only_present = choose_threshold(torch.tensor([0.5, 0.7]), torch.tensor([True, True]))
+    assert only_present["auc"] is None
 
 
 def test_presence_pairs_gather_every_update():

@@ -75,7 +75,9 @@ def choose_threshold(scores: torch.Tensor, present: torch.Tensor) -> dict[str, f
         present: (P,) bool, the class is in the image's ground truth.
 
     Returns:
-        ``threshold``, ``f1``, ``accuracy`` (fractions) at it, and ``pairs``.
+        ``threshold``, ``f1``, ``accuracy`` (fractions) at it, ``pairs``, and ``auc``: how well
+        the scores separate the pairs whatever the threshold (the chance that a present pair
+        outscores an absent one, ties counting half; None without pairs of both kinds).
     """
     scores, present = scores.double().flatten().cpu(), present.bool().flatten().cpu()
     if scores.numel() == 0:
@@ -96,4 +98,13 @@ def choose_threshold(scores: torch.Tensor, present: torch.Tensor) -> dict[str, f
         "f1": float(f1[best]),
         "accuracy": float(accuracy[best]),
         "pairs": int(scores.numel()),
+        "auc": _auc(scores[present], scores[~present]),
     }
+
+
+def _auc(positive: torch.Tensor, negative: torch.Tensor) -> float | None:
+    if positive.numel() == 0 or negative.numel() == 0:
+        return None
+    above = (positive[:, None] > negative[None, :]).double().sum()
+    ties = (positive[:, None] == negative[None, :]).double().sum()
+    return float((above + 0.5 * ties) / (positive.numel() * negative.numel()))

@@ -186,6 +186,7 @@ def evaluate_semantic(cfg: DictConfig, method: Any, protocol: Protocol, out: Pat
             "val_pairs": chosen["pairs"],
             "val_f1": 100 * chosen["f1"],
             "val_accuracy": 100 * chosen["accuracy"],
+            "val_auc": None if chosen["auc"] is None else 100 * chosen["auc"],
         }
     else:
         presence = {"threshold": float(given), "chosen_on": "config"}

@@ -36,6 +36,8 @@ def semantic_markdown(result: dict) -> str:
         f"| pixel accuracy (%) | {result['pixel_accuracy']:.1f} |",
         f"| presence accuracy (%) | {_cell(presence.get('accuracy'))} |",
         f"| presence false-positive rate (%) | {_cell(presence.get('false_positive_rate'))} |",
+        f"| presence AUC on the threshold's validation pairs (%) | "
+        f"{_cell(presence.get('val_auc'))} |",
         "",
         "| class | IoU (%) |",
         "|---|---|",
