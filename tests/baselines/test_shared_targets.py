@@ -26,10 +26,11 @@ def test_objects_share_each_targets_embedding_and_match_one_at_a_time(method, ma
     gen = torch.Generator().manual_seed(7)
     targets = torch.randn(3, 3, 128, 128, generator=gen)
     sizes = torch.tensor([[128, 128], [96, 128], [128, 80]])
-    one_at_a_time = torch.stack([method.predict_targets(s, targets, sizes) for s in states])
+    with mock.patch.object(method.sam, "encode", wraps=method.sam.encode) as counted:
+        one_at_a_time = torch.stack([method.predict_targets(s, targets, sizes) for s in states])
+    assert counted.call_count == 6  # without the memo: every target for every reference
 
-    encode = mock.patch.object(method.sam, "encode", wraps=method.sam.encode)
-    with encode as counted:
+    with mock.patch.object(method.sam, "encode", wraps=method.sam.encode) as counted:
         shared = method.predict_objects(states, targets, sizes)
     assert shared.shape == (2, 3, 128, 128)
     torch.testing.assert_close(shared, one_at_a_time)

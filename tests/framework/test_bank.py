@@ -239,7 +239,9 @@ def test_bank_calibrate_stores_the_threshold_that_fits_the_validation_images(
     assert (len(present), len(absent)) == (3, 7)
     assert bank.presence_threshold == pytest.approx(choose_presence_threshold(present, absent))
     info = json.loads((bank_dir / "bank.json").read_text())
-    assert info["presence_threshold_chosen_on"]["images"] == 5
+    chosen_on = info["presence_threshold_chosen_on"]
+    assert chosen_on["images"] == 5 and chosen_on["present_pairs"] == 3
+    assert 0 <= chosen_on["auc"] <= 100
     # A folder that is not a class of the bank is named, and the bank is left as it was.
     (val / "horse").mkdir()
     with pytest.raises(SystemExit):

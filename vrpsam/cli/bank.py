@@ -182,7 +182,7 @@ def build(args: argparse.Namespace) -> int:
 def calibrate(args: argparse.Namespace) -> int:
     from vrpsam.predictor.bank import (
         ReferenceBank,
-        choose_presence_threshold,
+        presence_choice,
         read_bank_info,
         store_presence_threshold,
     )
@@ -196,19 +196,17 @@ def calibrate(args: argparse.Namespace) -> int:
     for (_, shown), result in zip(pairs, results, strict=True):
         for name, score in result.scores.items():
             (present if name == shown else absent).append(score)
-    threshold = choose_presence_threshold(present, absent)
-    right = sum(s >= threshold for s in present) + sum(s < threshold for s in absent)
-    found = sum(s >= threshold for s in present)
-    claimed = found + sum(s >= threshold for s in absent)
-    f1 = 2 * found / max(claimed + len(present), 1)
-    accuracy = right / (len(present) + len(absent))
+    chosen = presence_choice(present, absent)
+    threshold = chosen["threshold"]
+    f1, accuracy = 100 * chosen["f1"], 100 * chosen["accuracy"]
+    auc = None if chosen["auc"] is None else round(100 * chosen["auc"], 2)
     chosen_on = {"images": len(pairs), "present_pairs": len(present),
-                 "absent_pairs": len(absent), "f1": round(100 * f1, 2),
-                 "accuracy": round(100 * accuracy, 2)}  # fmt: skip
+                 "absent_pairs": len(absent), "f1": round(f1, 2), "accuracy": round(accuracy, 2),
+                 "auc": auc}  # fmt: skip
     store_presence_threshold(args.bank, threshold, chosen_on)
     print(f"presence threshold of {args.bank}: {info['presence_threshold']:.3f} -> "
-          f"{threshold:.3f} on {len(pairs)} validation images ({len(present) + len(absent)} "
-          f"(image, class) pairs: F1 {100 * f1:.1f}%, accuracy {100 * accuracy:.1f}%)")  # fmt: skip
+          f"{threshold:.3f} on {len(pairs)} validation images ({chosen['pairs']} (image, class) "
+          f"pairs: F1 {f1:.1f}%, accuracy {accuracy:.1f}%)")  # fmt: skip
     return 0
 
 

@@ -100,7 +100,6 @@ def run_record(cfg: Any, method: Any, protocol: Any) -> dict:
 
     trained = isinstance(method, TrainedVRPSAM)
     info = method.info if trained else {}
-    path = cfg.get("ckpt_path") or cfg.get("export_dir")
     return {
         "protocol": protocol.name,
         "switches": protocol.switches(),

@@ -75,9 +75,17 @@ class BankResult:
 def choose_presence_threshold(
     scores_present: Sequence[float], scores_absent: Sequence[float]
 ) -> float:
-    """The presence threshold that tells labelled validation pairs apart best: the rule of
-    ``task=semantic`` (:func:`~vrpsam.baselines.multiclass.choose_threshold`: best F1 over the
-    (image, class) pairs, ties by accuracy), clipped to [0, 1].
+    """The presence threshold that tells labelled validation pairs apart best; see
+    :func:`presence_choice` (which also says how well it does)."""
+    return presence_choice(scores_present, scores_absent)["threshold"]
+
+
+def presence_choice(
+    scores_present: Sequence[float], scores_absent: Sequence[float]
+) -> dict[str, float | int | None]:
+    """The rule of ``task=semantic`` (:func:`~vrpsam.baselines.multiclass.choose_threshold`:
+    best F1 over the (image, class) pairs, ties by accuracy) with the threshold clipped to
+    [0, 1], and the F1, accuracy and AUC of the pairs.
 
     Score *validation* images (not the test images you report on: a threshold picked there
     inflates the result) with ``bank.segment(image).scores`` and split the (image, class) scores
@@ -88,14 +96,15 @@ def choose_presence_threshold(
         scores_absent: scores of classes that are not.
 
     Returns:
-        a threshold t in [0, 1] (present iff score >= t; a score of exactly 1 is always
-        claimed, as a bank's threshold cannot exceed 1).
+        ``threshold`` t in [0, 1] (present iff score >= t; a score of exactly 1 is always
+        claimed, as a bank's threshold cannot exceed 1), ``f1``, ``accuracy`` (fractions),
+        ``pairs`` and ``auc``.
     """
     present = torch.as_tensor(list(scores_present), dtype=torch.float64)
     absent = torch.as_tensor(list(scores_absent), dtype=torch.float64)
     truth = torch.cat([torch.ones(len(present)), torch.zeros(len(absent))]).bool()
     chosen = choose_threshold(torch.cat([present, absent]), truth)
-    return min(max(chosen["threshold"], 0.0), 1.0)
+    return {**chosen, "threshold": min(max(chosen["threshold"], 0.0), 1.0)}
 
 
 @dataclass
