@@ -34,12 +34,12 @@ bench-quick: setup
 	$(BIN)/vrpsam-bench --quick --out bench-quick.json
 
 lint: setup
-	$(BIN)/ruff check vrpsam tests scripts
-	$(BIN)/ruff format --check vrpsam tests scripts
+	$(BIN)/ruff check vrpsam conf tests scripts
+	$(BIN)/ruff format --check vrpsam conf tests scripts
 
 format: setup
-	$(BIN)/ruff check --fix vrpsam tests scripts
-	$(BIN)/ruff format vrpsam tests scripts
+	$(BIN)/ruff check --fix vrpsam conf tests scripts
+	$(BIN)/ruff format vrpsam conf tests scripts
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache outputs

@@ -2,7 +2,8 @@
 
 Ranks, bottom to top (a module may import its own package and lower ranks only):
 
-0. ``vrpsam.artifacts.atomic`` (atomic writes), ``vrpsam.conf`` (where the configs live)
+0. ``vrpsam.artifacts.atomic`` (atomic writes), ``vrpsam.conf`` (where the configs live: the
+   top-level ``conf/`` folder, which pyproject.toml maps into the package)
 1. ``vrpsam.modeling``, ``vrpsam.data``
 2. ``vrpsam.artifacts`` (checkpoints, exports, frozen-file records), ``vrpsam.reports``,
    ``vrpsam.cache``, ``vrpsam.baselines`` (the training-free methods, pure torch)
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vrpsam"
+# Folders outside vrpsam/ that pyproject.toml maps into the package (setuptools package-dir).
+MAPPED = {PACKAGE.parent / "conf": "vrpsam.conf"}
 
 RANKS = [
     ("vrpsam.artifacts.atomic", 0),
@@ -44,7 +47,12 @@ def layer(module: str) -> tuple[str, int]:
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    for folder, package in MAPPED.items():
+        if path.is_relative_to(folder):
+            parts = (package, *path.relative_to(folder).with_suffix("").parts)
+            break
+    else:
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -63,9 +71,14 @@ def imports(path: Path) -> list[tuple[str, int]]:
 
 
 FILES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
+FILES += sorted(p for folder in MAPPED for p in folder.rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def file_id(path: Path) -> str:
+    return str(path.relative_to(PACKAGE if path.is_relative_to(PACKAGE) else PACKAGE.parent))
+
+
+@pytest.mark.parametrize("path", FILES, ids=file_id)
 def test_imports_point_down(path):
     own, rank = layer(module_name(path))
     wrong = []

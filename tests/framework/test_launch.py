@@ -144,7 +144,8 @@ def test_submitit_local_launcher_trains_each_fold_in_a_job_of_its_own(synthetic_
 
 @pytest.mark.slow
 def test_a_wheel_install_runs_every_console_script_from_another_folder(tmp_path):
-    """Not editable: the configs must come with the package (``vrpsam/conf``)."""
+    """Not editable: the configs (the top-level ``conf/``) must come with the package as
+    ``vrpsam/conf``; tests/test_layout.py composes each of them from a wheel."""
     wheels = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(wheels), str(ROOT)], check=True, timeout=600)  # fmt: skip

@@ -1,6 +1,8 @@
-"""The Hydra configs, shipped inside the package (``vrpsam/conf/*.yaml``): :data:`CONFIG_DIR` is
-where the entry points and the code that reads a named config file (the protocol presets) find
-them, in a source checkout and in an installed wheel alike."""
+"""The Hydra configs: the repository's top-level ``conf/`` folder, the one copy, installed as the
+package ``vrpsam.conf`` (``package-dir`` in pyproject.toml maps the folder into the package, for
+wheels and editable installs alike). :data:`CONFIG_DIR` is where the entry points and the code
+that reads a named config file (the protocol presets) find them, in a source checkout and in an
+installed wheel alike."""
 
 from pathlib import Path
 
