@@ -5,6 +5,7 @@ import json
 import pytest
 from hydra.errors import ConfigCompositionException
 
+from vrpsam.engine import progress
 from vrpsam.engine.evaluation import evaluate
 
 METHODS = {"vrpsam": "vrpsam", "gpsam": "gpsam", "persam": "persam", "persam_f": "persam_f",
@@ -37,6 +38,26 @@ def test_every_method_writes_eval_json_with_the_same_episodes(method_runs):
     # All methods read the one fixed episode list of this (dataset, fold, shot, seed, n).
     episode_files = list((run.parent / "episodes").glob("*.json"))
     assert len(episode_files) == 1
+
+
+def test_a_baseline_shows_progress_episode_by_episode(compose_cfg, tmp_path, monkeypatch, capsys):
+    # Batches of eval.batch_size=8 would move once for these 3 episodes: each one counts.
+    monkeypatch.setattr(progress, "LINE_SECONDS", 0.0)  # a line per step (the bar is off here)
+    evaluate(compose_cfg("eval", tmp_path, "method=gpsam", "eval.episodes=3", "eval.overlays=0"))
+    printed = capsys.readouterr().out
+    for done in (1, 2, 3):
+        assert f"gpsam, seed 0: {done}/3 episodes (" in printed
+    assert "about" in printed.split("1/3 episodes", 1)[1].splitlines()[0]  # time left
+
+
+def test_progress_is_a_named_bar_where_it_redraws_and_lines_elsewhere(monkeypatch):
+    monkeypatch.setattr(progress, "_redraws", lambda: True)  # a terminal
+    shown, bar = progress.pass_progress({"enable_progress_bar": True}, "matcher", "episodes")
+    assert bar and isinstance(shown, progress.PassBar) and shown.test_description == "matcher"
+    shown, bar = progress.pass_progress({"enable_progress_bar": False}, "matcher", "episodes")
+    assert not bar and isinstance(shown, progress.PassLines)  # the demo's setting: lines
+    monkeypatch.setattr(progress, "_redraws", lambda: False)  # a log file: lines, not a bar
+    assert not progress.pass_progress({"enable_progress_bar": True}, "matcher", "episodes")[1]
 
 
 def test_unknown_method_and_missing_frozen_model_are_named(compose_cfg, tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from vrpsam.cli.eval import headline
+from vrpsam.engine import progress
 from vrpsam.engine.evaluation import evaluate
 
 KEYS = {"method", "dataset", "task", "form", "classes", "class_names", "references_per_class",
@@ -44,8 +45,15 @@ VOC = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "c
        "train", "tvmonitor"]  # fmt: skip
 
 
-def test_untrained_vrpsam_chooses_the_threshold_on_validation_images(make_cfg, tmp_path):
+def test_untrained_vrpsam_chooses_the_threshold_on_validation_images(
+    make_cfg, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(progress, "LINE_SECONDS", 0.0)  # a progress line per image
     result = evaluate_semantic(make_cfg, tmp_path, "eval.episodes=1", "eval.semantic.val_images=1")
+    # Both passes show their progress (here the bar is off: lines), each named and counted.
+    printed = capsys.readouterr().out
+    assert "vrpsam, presence threshold (validation): 1/1 images (" in printed
+    assert "vrpsam, test: 1/1 images (" in printed
     check_reports(result, tmp_path, VOC)
     assert result["method"] == "vrpsam" and result["form"] == "all" and result["images"] == 1
     assert result["checkpoint"] is None and result["trained_on"] == {"untrained": True}

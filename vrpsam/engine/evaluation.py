@@ -37,6 +37,7 @@ from vrpsam.data.datamodule import TEST_SPLITS
 from vrpsam.data.folds import check_fold
 from vrpsam.engine.method_module import MethodModule
 from vrpsam.engine.methods import TrainedVRPSAM, build_method, run_record
+from vrpsam.engine.progress import pass_progress
 from vrpsam.engine.protocol import Protocol
 from vrpsam.engine.runtime import episode_list_path, quiet_library_noise
 from vrpsam.engine.seeds import aggregate
@@ -109,11 +110,14 @@ def evaluate_seed(
             f"eval.split must be novel or base, got {split!r}: novel tests the fold's test "
             "classes, base 1000 pairs of its training images (VRP-SAM Table 13)"
         )
+    trained = isinstance(method, TrainedVRPSAM)
     data = hydra.utils.instantiate(
         cfg.data,
         shot=shot,
         annotation=cfg.eval.annotation,
-        batch_size=cfg.eval.batch_size,  # per process: metrics do not depend on it
+        # Per process; metrics do not depend on it. A training-free method runs one episode at a
+        # time whatever the batch: batches of one make each episode a step of the progress.
+        batch_size=cfg.eval.batch_size if trained else 1,
         test_seed=seed,
         test_episodes=cfg.eval.episodes,
         test_episode_list=str(
@@ -132,13 +136,15 @@ def evaluate_seed(
         **protocol.data_options(),
     )
     module, _ = build_eval_module(cfg, method, protocol, seed)
+    progress, bar = pass_progress(cfg.trainer, f"{cfg.method.name}, seed {seed}", "episodes")
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=False,
-        callbacks=[SeedResults(folder=folder)],
+        callbacks=[SeedResults(folder=folder), progress],
         enable_checkpointing=False,
+        enable_progress_bar=bar,
         # PerSAM-F fits per episode: autograd must stay available inside the test loop.
-        inference_mode=isinstance(method, TrainedVRPSAM),
+        inference_mode=trained,
     )
     start = time.perf_counter()
     trainer.test(module, datamodule=data, verbose=False)

@@ -49,6 +49,7 @@ from vrpsam.data.semantic import (
 )
 from vrpsam.data.sources import build_source
 from vrpsam.engine.methods import TrainedVRPSAM, run_record
+from vrpsam.engine.progress import pass_progress
 from vrpsam.engine.protocol import Protocol
 from vrpsam.engine.seeds import single_seed
 from vrpsam.engine.semantic_module import SemanticDataModule, SemanticModule, bank_runner
@@ -150,11 +151,14 @@ def evaluate_semantic(cfg: DictConfig, method: Any, protocol: Protocol, out: Pat
         num_overlays=min(int(cfg.eval.overlays), 4),
     )
     folder, overlays = out / f"seed{seed}", out / "overlays.png"
+    unit = "images" if settings.form == "all" else "episodes"
+    progress, bar = pass_progress(cfg.trainer, cfg.method.name, unit)
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=False,
-        callbacks=[SemanticResults(folder=folder, overlays=overlays, class_names=names)],
+        callbacks=[SemanticResults(folder=folder, overlays=overlays, class_names=names), progress],
         enable_checkpointing=False,
+        enable_progress_bar=bar,
         # PerSAM-F fits per reference: autograd must stay available inside the test loop.
         inference_mode=trained,
     )
@@ -162,6 +166,8 @@ def evaluate_semantic(cfg: DictConfig, method: Any, protocol: Protocol, out: Pat
     def run(phase: str) -> float:
         episodes, source, references = passes[phase]
         module.phase = phase
+        what = "presence threshold (validation)" if phase == "val" else "test"
+        progress.label = f"{cfg.method.name}, {what}"
         datamodule = SemanticDataModule(
             episodes=episodes,
             source=source,

@@ -30,6 +30,7 @@ from vrpsam.cache.run import model_overrides
 from vrpsam.data.davis import DavisSource
 from vrpsam.engine.davis_metrics import BOUND_TH
 from vrpsam.engine.methods import TrainedVRPSAM, run_record
+from vrpsam.engine.progress import pass_progress
 from vrpsam.engine.protocol import Protocol
 from vrpsam.engine.seeds import single_seed
 from vrpsam.engine.video_module import DavisDataModule, VideoModule, VRPSAMVideo
@@ -108,11 +109,14 @@ def evaluate_video(cfg: DictConfig, method: Any, protocol: Protocol, out: Path) 
         num_overlays=min(int(cfg.eval.overlays), 4),
     )
     folder = out / f"seed{seed}"
+    label = f"{cfg.method.name}, {data.dataset} {data.get('split', 'val')}"
+    progress, bar = pass_progress(cfg.trainer, label, "sequences")
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=False,
-        callbacks=[VideoResults(folder=folder, overlays=out / "overlays.png")],
+        callbacks=[VideoResults(folder=folder, overlays=out / "overlays.png"), progress],
         enable_checkpointing=False,
+        enable_progress_bar=bar,
         # PerSAM-F fits per object: autograd must stay available inside the test loop.
         inference_mode=trained,
     )
