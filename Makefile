@@ -5,24 +5,37 @@ BIN := $(VENV)/bin
 # The torch/torchvision pair that installs on the project's CPU machines. GPU users:
 # `make setup TORCH_SPEC=` keeps whatever torch the environment already resolves.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Every other package at the version the demo's figures were recorded with (constraints.txt);
+# `pip install vrpsam` keeps pyproject's floors.
+CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all demo lint format bench bench-quick clean
+.PHONY: setup test test-slow test-all demo lint format bench bench-quick lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --upgrade pip
 	if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/python -m pip install --quiet $(TORCH_SPEC); fi
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
 test: setup
 	$(BIN)/python -m pytest -m "not slow" -q
 
+# The heavier tests (the full demo against its recorded figures among them); CI runs them after `test`.
+test-slow: setup
+	$(BIN)/python -m pytest -m slow -q
+
 test-all: setup
 	$(BIN)/python -m pytest -q
+
+# Rewrite constraints.txt from the current .venv (after a dependency change), torch stack left out.
+lock: setup
+	{ sed -n '/^#/p' $(CONSTRAINTS); $(BIN)/python -m pip freeze --all --exclude-editable \
+	  | grep -v -i -E '^(torch|torchvision|triton|nvidia-.*|cuda-.*|setuptools|wheel)==' \
+	  | LC_ALL=C sort -f; } > $(CONSTRAINTS).tmp && mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 
 demo: setup
 	$(BIN)/vrpsam-demo
