@@ -47,3 +47,32 @@ def key(**parts: Any) -> str:
     """A short stable key of JSON-able parts."""
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+RECORDED_LIBRARIES = (
+    "torch", "torchvision", "numpy", "segment-anything", "timm", "lightning",
+    "opencv-python-headless", "pillow", "albumentations", "scipy",
+)  # fmt: skip
+"""The libraries whose numerics shape the demo's figures (recorded beside them)."""
+
+
+def environment() -> dict[str, Any]:
+    """What a run's figures depend on besides the code: library versions and the CPU kernels."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    versions = {}
+    for name in RECORDED_LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "libraries": versions,
+    }

@@ -41,22 +41,22 @@ def clear_run_products(out: Path) -> None:
         shutil.rmtree(out / name, ignore_errors=True)
 
 
-def ensure_data(out: Path, settings: dict, log: Log) -> tuple[Path, str]:
+def ensure_data(out: Path, settings: dict, log: Log, *, seed: int = SEED) -> tuple[Path, str]:
     """The synthetic VOC-format tree (written unless this exact one exists); (root, its key)."""
     from vrpsam.data.synthetic import MARKER, write_voc_tree
 
-    data_key = key(code=code_fingerprint(DATA_CODE), images=settings["images"], seed=SEED, size=256)
+    data_key = key(code=code_fingerprint(DATA_CODE), images=settings["images"], seed=seed, size=256)
     root = out / f"synthetic_voc_{settings['images']}_{data_key}"
     if (root / MARKER).is_file():  # the marker is written last
         log(f"reusing synthetic VOC-format data {root.name}")
     else:
-        write_voc_tree(root, images=settings["images"], seed=SEED, size=256, overwrite=True)
+        write_voc_tree(root, images=settings["images"], seed=seed, size=256, overwrite=True)
         log(f"wrote synthetic VOC-format data to {root}")
     return root, data_key
 
 
 def ensure_standins(
-    out: Path, data_root: Path, data_key: str, settings: dict, log: Log
+    out: Path, data_root: Path, data_key: str, settings: dict, log: Log, *, seed: int = SEED
 ) -> tuple[Path, Path]:
     """Fit (or reuse) the stand-in SAM and backbone; returns their weight files."""
     from vrpsam.data.sources import build_source
@@ -68,7 +68,7 @@ def ensure_standins(
         "data": data_key,
         "image_size": image_size,
         "sam": sam_sizes,
-        "seed": SEED,
+        "seed": seed,
         **{k: settings[k] for k in ("sam_steps", "backbone_steps", "backbone_batch")},
     }
     folder = out / "standins" / f"standins_{key(**parts)}"
@@ -80,11 +80,11 @@ def ensure_standins(
     source = build_source("pascal", data_root, 0, "train", lists="generate", min_pixels=400)
     data = load_training_images(source, image_size)
     log(f"fitting a stand-in tiny SAM on {len(data.images)} base-class images")
-    sam, sam_losses = fit_standin_sam(data, steps=settings["sam_steps"], seed=SEED, **sam_sizes)
+    sam, sam_losses = fit_standin_sam(data, steps=settings["sam_steps"], seed=seed, **sam_sizes)
     atomic_write(sam_file, lambda tmp: torch.save(sam.state_dict(), tmp))
     log("fitting a stand-in ResNet-18 on the base classes")
     body, body_losses = fit_standin_backbone(
-        data, steps=settings["backbone_steps"], batch_size=settings["backbone_batch"], seed=SEED
+        data, steps=settings["backbone_steps"], batch_size=settings["backbone_batch"], seed=seed
     )
     atomic_write(backbone_file, lambda tmp: torch.save(body.state_dict(), tmp))
     atomic_write_json(record, {**parts, "sam_final_loss": sam_losses[-1],
@@ -92,9 +92,12 @@ def ensure_standins(
     return sam_file, backbone_file
 
 
-def _overrides(out: Path, data_root: Path, sam_file: Path, backbone_file: Path) -> list[str]:
+def _overrides(
+    out: Path, data_root: Path, sam_file: Path, backbone_file: Path, seed: int
+) -> list[str]:
     return [
         "experiment=demo",
+        f"seed={seed}",
         f"data.root={data_root}",
         f"model.sam_checkpoint={sam_file}",
         f"model.backbone_checkpoint={backbone_file}",
@@ -120,10 +123,12 @@ def train_config(
     backbone_file: Path,
     settings: dict,
     extra_overrides: tuple[str, ...] = (),
+    *,
+    seed: int = SEED,
 ):
     """The demo's training config; ``extra_overrides`` come last (precision, seed, ...)."""
     return compose("train", [
-        *_overrides(out, data_root, sam_file, backbone_file),
+        *_overrides(out, data_root, sam_file, backbone_file, seed),
         f"trainer.max_epochs={settings['epochs']}",
         f"data.train_episodes_per_epoch={settings['episodes_per_epoch']}",
         f"data.val_episodes={settings['val_episodes']}",
@@ -144,15 +149,18 @@ def evaluate_method(
     episodes: int,
     checkpoint: Path | None = None,
     extra_overrides: tuple[str, ...] = (),
+    *,
+    seed: int = SEED,
 ) -> dict:
     """``vrpsam-eval`` of one method on the first ``episodes`` of the demo's fixed test list."""
     from vrpsam.engine.evaluation import evaluate
 
     name = method if checkpoint is None else f"vrpsam_{episodes}"
     overrides = [
-        *_overrides(out, data_root, sam_file, backbone_file),
+        *_overrides(out, data_root, sam_file, backbone_file, seed),
         f"method={method}",
         f"eval.episodes={episodes}",
+        f"eval.seed={seed}",  # the training run's test episodes (drawn from its seed)
         f"paths.run_dir={evaluation_dir(out, name)}",
         *extra_overrides,
     ]
@@ -171,7 +179,7 @@ def evaluation_dir(out: Path, name: str) -> Path:
 
 def comparison_rows(
     out: Path, data_root: Path, sam_file: Path, backbone_file: Path, settings: dict,
-    checkpoint: Path, untrained: dict, log: Log,
+    checkpoint: Path, untrained: dict, log: Log, *, seed: int = SEED,
 ) -> list[dict]:  # fmt: skip
     """The trained VRP-SAM, the untrained encoder and every training-free baseline on the same
     stand-in SAM, backbone and fixed novel-class episodes (a baseline on a prefix of the list
@@ -182,7 +190,9 @@ def comparison_rows(
     counts = sorted({settings["test_episodes"], *settings["baseline_episodes"].values()},
                     reverse=True)  # fmt: skip
     for n in counts:
-        result = evaluate_method(out, data_root, sam_file, backbone_file, "vrpsam", n, checkpoint)
+        result = evaluate_method(
+            out, data_root, sam_file, backbone_file, "vrpsam", n, checkpoint, seed=seed
+        )
         rows.append(_row("vrpsam", result))
         log(f"VRP-SAM on {n} episodes: mIoU {result['miou']:.1f}")
     for method, n in settings["baseline_episodes"].items():
@@ -190,7 +200,7 @@ def comparison_rows(
         if method.startswith("matcher"):
             extra += MATCHER_FILTERS_OFF
         result = evaluate_method(
-            out, data_root, sam_file, backbone_file, method, n, None, tuple(extra)
+            out, data_root, sam_file, backbone_file, method, n, None, tuple(extra), seed=seed
         )
         rows.append(_row(method, result))
         log(f"{NAMES[method]} on {n} episodes: mIoU {result['miou']:.1f} "

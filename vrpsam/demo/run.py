@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from vrpsam.demo import pipeline
+from vrpsam.demo.keys import environment
 from vrpsam.demo.report import comparison_table, write_report
 from vrpsam.demo.settings import SEED, SETTINGS
 
@@ -35,6 +36,9 @@ def run_demo(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="full",
                         help="'quick' is a seconds-long smoke run with the same steps")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=SEED,
+                        help="seeds everything the demo draws: the synthetic tree, the "
+                        "stand-ins, training and the test episodes (recorded: seed 0)")  # fmt: skip
     args = parser.parse_args(argv)
     settings = SETTINGS[args.setting]
     out = args.out.resolve()
@@ -43,27 +47,33 @@ def run_demo(argv: list[str] | None = None) -> dict:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - start:6.0f}s] {message}", flush=True)
 
-    torch.manual_seed(SEED)
-    np.random.seed(SEED)
+    seed = args.seed
+    torch.manual_seed(seed)
+    np.random.seed(seed)
     pipeline.clear_run_products(out)
-    data_root, data_key = pipeline.ensure_data(out, settings, log)
-    sam_file, backbone_file = pipeline.ensure_standins(out, data_root, data_key, settings, log)
+    data_root, data_key = pipeline.ensure_data(out, settings, log, seed=seed)
+    sam_file, backbone_file = pipeline.ensure_standins(
+        out, data_root, data_key, settings, log, seed=seed
+    )
 
     from vrpsam.engine.training import train
 
     log("meta-training VRP-SAM on fold 0 (base classes); the untrained encoder is tested first")
     metrics, objects = train(
-        pipeline.train_config(out, data_root, sam_file, backbone_file, settings)
+        pipeline.train_config(out, data_root, sam_file, backbone_file, settings, seed=seed)
     )
     run = objects["run_dir"]
     checkpoint = run / "checkpoints" / "best.ckpt"
     log("testing the trained model and the training-free baselines on the same episodes")
     rows = pipeline.comparison_rows(out, data_root, sam_file, backbone_file, settings,
-                                    checkpoint, metrics["test_before_training"], log)  # fmt: skip
+                                    checkpoint, metrics["test_before_training"], log,
+                                    seed=seed)  # fmt: skip
     export_dir, predictions = pipeline.export_and_predict(out, data_root, run, log)
     values = pipeline.figures(metrics, rows)
     seconds = time.perf_counter() - start
     values["seconds"] = round(seconds)
+    values["seed"] = seed
+    values["environment"] = environment()
     pipeline.save_figures(out, values)
     report = write_report(out, figures=values, rows=rows, run=run, predictions=predictions,
                           seconds=seconds, setting=args.setting)  # fmt: skip
