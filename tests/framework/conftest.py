@@ -41,6 +41,35 @@ def make_cfg(compose_cfg, tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
+def demo_run(compose_cfg, frozen_files, tmp_path_factory):
+    """The short training run of the demo's tiny models (frozen parts from ``frozen_files``, test
+    before and after training), trained once a session for every test that only reads it.
+
+    Read-only by convention: a test that changes it works on a copy, and evaluations of its
+    checkpoint write under the test's own folder. Keys: ``run`` (the run folder), ``ckpt`` (its
+    best.ckpt), ``metrics`` (what train returned) and ``module`` (the trained Lightning module).
+    """
+    from vrpsam.engine.training import train
+
+    out = tmp_path_factory.mktemp("demo_run")
+    sam_file, backbone_file = frozen_files
+    cfg = compose_cfg(
+        "train",
+        out,
+        f"model.sam_checkpoint={sam_file}",
+        f"model.backbone_checkpoint={backbone_file}",
+    )
+    metrics, objects = train(cfg)
+    run = out / "run"
+    return {
+        "run": run,
+        "ckpt": run / "checkpoints" / "best.ckpt",
+        "metrics": metrics,
+        "module": objects["module"],
+    }
+
+
+@pytest.fixture(scope="session")
 def frozen_files(tmp_path_factory):
     """SAM and backbone weight files of the demo's tiny models (random weights, saved once)."""
     from vrpsam import build_vrp_sam

@@ -16,14 +16,17 @@ SHORT = ["test_after_training=false", "test_before_training=false"]
 
 
 @pytest.fixture(scope="module")
-def runs(compose_cfg, frozen_files, tmp_path_factory):
-    """One short run per protocol, frozen parts from files (as real runs)."""
+def runs(compose_cfg, frozen_files, demo_run, tmp_path_factory):
+    """A short run per protocol, frozen parts from files (as real runs): {name: run folder}.
+
+    The default protocol's run is the session's ``demo_run`` (framework/conftest.py); the
+    official one is trained here.
+    """
     out = tmp_path_factory.mktemp("protocols")
     sam_file, backbone_file = frozen_files
     files = [f"model.sam_checkpoint={sam_file}", f"model.backbone_checkpoint={backbone_file}"]
-    for name in ("default", "official"):
-        train(compose_cfg("train", out, f"protocol={name}", *files, *SHORT, run=name))
-    return out
+    train(compose_cfg("train", out, "protocol=official", *files, *SHORT, run="official"))
+    return {"default": demo_run["run"], "official": out / "official"}
 
 
 def test_protocol_files_agree_with_the_model_switch_presets():
@@ -84,11 +87,11 @@ def test_official_compat_is_an_alias_of_protocol_official(make_cfg):
 
 
 def test_official_run_selects_on_test_episodes_and_records_its_protocol(runs):
-    metrics = json.loads((runs / "official" / "metrics.json").read_text())
+    metrics = json.loads((runs["official"] / "metrics.json").read_text())
     assert metrics["val_history"], "validation (on the test episodes) ran"
     import torch
 
-    saved = torch.load(runs / "official/checkpoints/best.ckpt", weights_only=True)["vrpsam"]
+    saved = torch.load(runs["official"] / "checkpoints/best.ckpt", weights_only=True)["vrpsam"]
     assert saved["protocol"]["name"] == "official"
     assert saved["build_spec"]["sam_preprocess"] == "squash"
 
@@ -108,22 +111,24 @@ def test_selecting_on_test_episodes_trains_on_every_training_image(synthetic_voc
 
 
 @pytest.mark.parametrize("name", ["default", "official"])
-def test_evaluation_restores_and_reports_the_trained_protocol(runs, compose_cfg, name):
-    ckpt = runs / name / "checkpoints" / "best.ckpt"
-    result = evaluate(compose_cfg("eval", runs, f"ckpt_path={ckpt}", "eval.episodes=8",
+def test_evaluation_restores_and_reports_the_trained_protocol(runs, compose_cfg, name, tmp_path):
+    ckpt = runs[name] / "checkpoints" / "best.ckpt"
+    result = evaluate(compose_cfg("eval", tmp_path, f"ckpt_path={ckpt}", "eval.episodes=8",
                                   run=f"eval_{name}"))  # fmt: skip
     expected = named_protocol(name, "pascal", CONFIG_DIR)
     assert result["protocol"] == name
     assert result["switches"] == expected.switches()
     assert result["protocol_changes"] == {}
-    written = json.loads((runs / f"eval_{name}" / "eval.json").read_text())
+    written = json.loads((tmp_path / f"eval_{name}" / "eval.json").read_text())
     assert written["switches"]["score_original_size"] is (name == "default")
     assert written["protocol"] == name
 
 
-def test_an_override_that_contradicts_the_checkpoint_wins_with_one_warning(runs, compose_cfg):
-    ckpt = runs / "official" / "checkpoints" / "best.ckpt"
-    cfg = compose_cfg("eval", runs, f"ckpt_path={ckpt}", "eval.episodes=8",
+def test_an_override_that_contradicts_the_checkpoint_wins_with_one_warning(
+    runs, compose_cfg, tmp_path
+):
+    ckpt = runs["official"] / "checkpoints" / "best.ckpt"
+    cfg = compose_cfg("eval", tmp_path, f"ckpt_path={ckpt}", "eval.episodes=8",
                       "protocol.score_original_size=true", run="eval_override")  # fmt: skip
     with pytest.warns(UserWarning) as caught:
         result = evaluate(cfg)
@@ -136,7 +141,9 @@ def test_an_override_that_contradicts_the_checkpoint_wins_with_one_warning(runs,
 
 
 def test_resuming_under_other_switches_is_refused(runs, compose_cfg):
-    cfg = compose_cfg("train", runs, "protocol=default", "ckpt_path=last", *SHORT, run="official")
+    official = runs["official"]
+    cfg = compose_cfg("train", official.parent, "protocol=default", "ckpt_path=last", *SHORT,
+                      run=official.name)  # fmt: skip
     cfg.model.sam_checkpoint = None  # not reached: the protocol check comes first
     OmegaConf.set_struct(cfg, True)
     with pytest.raises(ValueError, match="other protocol switches"):

@@ -1,4 +1,7 @@
-"""train(cfg) / evaluate(cfg) / export / predict on synthetic data with the demo's tiny models."""
+"""train(cfg) / evaluate(cfg) / export / predict on synthetic data with the demo's tiny models.
+
+The training run is the session's ``demo_run`` (framework/conftest.py), trained once.
+"""
 
 import json
 
@@ -10,30 +13,14 @@ from PIL import Image
 from vrpsam.artifacts.checkpoints import read_training_checkpoint
 from vrpsam.cli.export import export
 from vrpsam.engine.evaluation import evaluate
-from vrpsam.engine.training import train
 from vrpsam.engine.training_module import FROZEN_PREFIXES
 from vrpsam.predictor.folder import predict
 
 EVAL_KEYS = {"miou", "fbiou", "per_class_iou", "episodes", "fold", "shot", "annotation", "seed"}
 
 
-@pytest.fixture(scope="module")
-def trained_run(compose_cfg, frozen_files, tmp_path_factory):
-    """One short training run shared by the tests of this module (frozen parts from files)."""
-    out = tmp_path_factory.mktemp("trained")
-    sam_file, backbone_file = frozen_files
-    cfg = compose_cfg(
-        "train",
-        out,
-        f"model.sam_checkpoint={sam_file}",
-        f"model.backbone_checkpoint={backbone_file}",
-    )
-    metrics, objects = train(cfg)
-    return {"metrics": metrics, "out": out, "run": out / "run", "module": objects["module"]}
-
-
-def test_training_writes_checkpoints_metrics_and_curve(trained_run):
-    run = trained_run["run"]
+def test_training_writes_checkpoints_metrics_and_curve(demo_run):
+    run = demo_run["run"]
     for name in (
         "checkpoints/best.ckpt",
         "checkpoints/last.ckpt",
@@ -48,36 +35,36 @@ def test_training_writes_checkpoints_metrics_and_curve(trained_run):
     assert metrics["val_history"] and metrics["steps"] == 2  # 16 episodes, total batch 8
 
 
-def test_checkpoints_hold_only_learnable_weights(trained_run):
-    checkpoint = read_training_checkpoint(trained_run["run"] / "checkpoints/last.ckpt")
+def test_checkpoints_hold_only_learnable_weights(demo_run):
+    checkpoint = read_training_checkpoint(demo_run["run"] / "checkpoints/last.ckpt")
     keys = checkpoint["state_dict"].keys()
     assert keys and not [k for k in keys if k.startswith(FROZEN_PREFIXES)]
     assert all(k.startswith("model.encoder.") for k in keys)
     assert checkpoint["vrpsam"]["build_spec"]["backbone"] == "resnet18"
 
 
-def test_eval_reproduces_the_training_test_and_writes_its_reports(trained_run, compose_cfg):
-    out = trained_run["out"]
+def test_eval_reproduces_the_training_test_and_writes_its_reports(demo_run, compose_cfg, tmp_path):
+    out = tmp_path
     cfg = compose_cfg(
         "eval",
         out,
-        f"ckpt_path={trained_run['run'] / 'checkpoints/best.ckpt'}",
+        f"ckpt_path={demo_run['run'] / 'checkpoints/best.ckpt'}",
         "eval.episodes=8",
         run="eval",
     )
     result = evaluate(cfg)
     assert set(result) >= EVAL_KEYS
-    assert result["miou"] == pytest.approx(trained_run["metrics"]["test"]["miou"], abs=1e-6)
+    assert result["miou"] == pytest.approx(demo_run["metrics"]["test"]["miou"], abs=1e-6)
     for name in ("eval.json", "eval.md", "overlays.png"):
         assert (out / "eval" / name).is_file()
     assert json.loads((out / "eval/eval.json").read_text())["episodes"] == 8
 
 
-def test_several_seeds_give_mean_and_std(trained_run, compose_cfg):
+def test_several_seeds_give_mean_and_std(demo_run, compose_cfg, tmp_path):
     cfg = compose_cfg(
         "eval",
-        trained_run["out"],
-        f"ckpt_path={trained_run['run'] / 'checkpoints/best.ckpt'}",
+        tmp_path,
+        f"ckpt_path={demo_run['run'] / 'checkpoints/best.ckpt'}",
         "eval.episodes=8",
         "eval.seed=[0,1]",
         run="eval_seeds",
@@ -87,11 +74,11 @@ def test_several_seeds_give_mean_and_std(trained_run, compose_cfg):
     assert result["miou"] == pytest.approx(np.mean([r["miou"] for r in result["per_seed"]]))
 
 
-def test_eval_refuses_a_checkpoint_of_another_architecture(trained_run, compose_cfg):
+def test_eval_refuses_a_checkpoint_of_another_architecture(demo_run, compose_cfg, tmp_path):
     cfg = compose_cfg(
         "eval",
-        trained_run["out"],
-        f"ckpt_path={trained_run['run'] / 'checkpoints/best.ckpt'}",
+        tmp_path,
+        f"ckpt_path={demo_run['run'] / 'checkpoints/best.ckpt'}",
         "model.backbone=vgg16",
         run="eval_wrong",
     )
@@ -107,13 +94,13 @@ def test_missing_checkpoint_and_export_folder_are_named(compose_cfg, tmp_path):
 
 
 def test_export_then_predictor_gives_the_lightning_module_logits(
-    trained_run, compose_cfg, frozen_files, tmp_path
+    demo_run, compose_cfg, frozen_files, tmp_path
 ):
     out = export(
         compose_cfg(
             "export",
             tmp_path,
-            f"ckpt_path={trained_run['run'] / 'checkpoints/best.ckpt'}",
+            f"ckpt_path={demo_run['run'] / 'checkpoints/best.ckpt'}",
             f"out_dir={tmp_path / 'export'}",
         )
     )
@@ -125,7 +112,7 @@ def test_export_then_predictor_gives_the_lightning_module_logits(
     predictor = VRPSAMPredictor.from_export(
         out, sam_checkpoint=sam_file, backbone_checkpoint=backbone_file
     )
-    module = trained_run["module"].eval()
+    module = demo_run["module"].eval()
     rng = np.random.default_rng(1)
     reference = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
     target = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
@@ -140,13 +127,13 @@ def test_export_then_predictor_gives_the_lightning_module_logits(
 
 
 def test_predict_cli_writes_masks_and_refuses_bad_targets(
-    trained_run, compose_cfg, frozen_files, synthetic_voc_root, tmp_path
+    demo_run, compose_cfg, frozen_files, synthetic_voc_root, tmp_path
 ):
     out = export(
         compose_cfg(
             "export",
             tmp_path,
-            f"ckpt_path={trained_run['run'] / 'checkpoints/best.ckpt'}",
+            f"ckpt_path={demo_run['run'] / 'checkpoints/best.ckpt'}",
             f"out_dir={tmp_path / 'export'}",
         )
     )
@@ -192,7 +179,7 @@ def test_predict_cli_writes_masks_and_refuses_bad_targets(
         )
 
 
-def test_unwritable_output_folder_is_refused(trained_run, compose_cfg, tmp_path):
+def test_unwritable_output_folder_is_refused(demo_run, compose_cfg, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("a file where the output folder should go")
     with pytest.raises(PermissionError, match="cannot write to"):
@@ -200,7 +187,7 @@ def test_unwritable_output_folder_is_refused(trained_run, compose_cfg, tmp_path)
             compose_cfg(
                 "export",
                 tmp_path,
-                f"ckpt_path={trained_run['run'] / 'checkpoints/best.ckpt'}",
+                f"ckpt_path={demo_run['run'] / 'checkpoints/best.ckpt'}",
                 f"out_dir={blocker / 'export'}",
             )
         )

@@ -10,7 +10,6 @@ import pytest
 
 from vrpsam.cli.data import main as data_main
 from vrpsam.engine.evaluation import evaluate
-from vrpsam.engine.training import train
 
 EVAL_KEYS = {"miou", "fbiou", "per_class_iou", "episodes", "split", "dataset", "fold", "shot",
              "classes_scored", "protocol", "switches", "seconds_per_episode"}  # fmt: skip
@@ -28,16 +27,10 @@ def trees(tmp_path_factory) -> dict[str, Path]:
     return trees
 
 
-@pytest.fixture(scope="module")
-def checkpoint(compose_cfg, frozen_files, tmp_path_factory) -> Path:
-    """A demo checkpoint (two training steps on the synthetic VOC tree)."""
-    out = tmp_path_factory.mktemp("ckpt")
-    sam_file, backbone_file = frozen_files
-    cfg = compose_cfg("train", out, f"model.sam_checkpoint={sam_file}",
-                      f"model.backbone_checkpoint={backbone_file}",
-                      "test_before_training=false")  # fmt: skip
-    train(cfg)
-    return out / "run" / "checkpoints" / "best.ckpt"
+@pytest.fixture
+def checkpoint(demo_run) -> Path:
+    """The demo checkpoint of the session's short training run (framework/conftest.py)."""
+    return demo_run["ckpt"]
 
 
 @pytest.mark.parametrize("dataset", ["fss1000", "lvis92i"])
