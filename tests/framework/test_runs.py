@@ -40,15 +40,28 @@ def test_kill_and_resume_equals_an_uninterrupted_run(make_cfg):
     assert [v["miou"] for v in ma["val_history"]] == [v["miou"] for v in mb["val_history"]]
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="gloo process groups on Linux CI")
-def test_ddp_cpu_evaluation_equals_one_process(make_cfg, frozen_files):
-    """2 processes, each with its shard of the episodes, reduce to the single-process numbers."""
-    common = ["eval.episodes=12", "eval.batch_size=4"]
+def spawned_evaluation_equals_one_process(make_cfg, devices, episodes):
+    common = [f"eval.episodes={episodes}", "eval.batch_size=4"]
     one = evaluate(make_cfg("eval", *common, run="one"))
-    two = evaluate(make_cfg("eval", *common, "trainer=ddp_cpu", "trainer.devices=2", run="two"))
+    spawned = evaluate(make_cfg("eval", *common, "trainer=ddp_cpu", f"trainer.devices={devices}",
+                                run="spawned"))  # fmt: skip
     for key in ("miou", "fbiou", "episodes"):
-        assert two[key] == pytest.approx(one[key], abs=1e-9), key
-    assert two["per_class_iou"] == pytest.approx(one["per_class_iou"], abs=1e-9)
+        assert spawned[key] == pytest.approx(one[key], abs=1e-9), key
+    assert spawned["per_class_iou"] == pytest.approx(one["per_class_iou"], abs=1e-9)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo process groups on Linux CI")
+def test_ddp_cpu_evaluation_in_one_spawned_process_equals_in_process(make_cfg):
+    """The multi-process path (trainer=ddp_cpu: a spawned worker in a gloo group, the episodes
+    sharded by rank and the results reduced) at world size 1; two processes: the slow test below."""
+    spawned_evaluation_equals_one_process(make_cfg, devices=1, episodes=8)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo process groups on Linux CI")
+def test_ddp_cpu_evaluation_equals_one_process(make_cfg):
+    """2 processes, each with its shard of the episodes, reduce to the single-process numbers."""
+    spawned_evaluation_equals_one_process(make_cfg, devices=2, episodes=12)
 
 
 def test_total_batch_of_8_is_kept_or_refused():
