@@ -10,6 +10,11 @@ from vrpsam.engine.evaluation import evaluate
 
 METHODS = {"vrpsam": "vrpsam", "gpsam": "gpsam", "persam": "persam", "persam_f": "persam_f",
            "matcher_small": "matcher"}  # fmt: skip
+# matcher_small on a sparser grid with fewer draws here: its episodes cost a third (the demo's
+# quick test runs it at its configured size).
+EXTRA = {"persam_f": ["method.iterations=50"],
+         "matcher_small": ["method.settings.dense_points_per_side=8",
+                           "method.settings.draws_per_size=4"]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +22,8 @@ def method_runs(compose_cfg, tmp_path_factory):
     out = tmp_path_factory.mktemp("methods")
     runs = {}
     for method in METHODS:
-        extra = ["method.iterations=50"] if method == "persam_f" else []
         cfg = compose_cfg("eval", out, f"method={method}", "eval.episodes=4", "eval.overlays=2",
-                          *extra, run=method)  # fmt: skip
+                          *EXTRA.get(method, []), run=method)  # fmt: skip
         runs[method] = (evaluate(cfg), out / method)
     return runs
 
