@@ -79,6 +79,9 @@ def test_coco_tree_of_the_minimum_size_gives_every_class_an_episode_in_every_spl
     assert min(_fewest_per_split(report).values()) >= 2, report.format()
 
 
+# The default size takes seconds to write (slow); the minimum-size trees above go through the
+# same writer and check in the default suite.
+@pytest.mark.slow
 def test_default_voc_tree_has_six_images_of_every_class_in_every_split(tmp_path):
     root = write_voc_tree(tmp_path / "voc", workers=1)  # 600 images of 256 px
     report = verify_tree("pascal", root)
