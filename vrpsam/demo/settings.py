@@ -7,7 +7,7 @@ from pathlib import Path
 
 SETTINGS = {
     "full": {
-        "images": 600, "sam_steps": 400, "backbone_steps": 250, "backbone_batch": 8,
+        "images": 600, "sam_steps": 600, "backbone_steps": 250, "backbone_batch": 8,
         "epochs": 3, "episodes_per_epoch": 800, "val_episodes": 100, "test_episodes": 200,
         # Training-free baselines on the first episodes of the same list (PerSAM-F fits 1000
         # steps per episode and Matcher decodes hundreds of prompt sets: seconds per episode).

@@ -6,10 +6,15 @@ So the demo fits small replacements first, each saved in the format of the real 
 through the normal ``sam_checkpoint`` / ``backbone_checkpoint`` paths:
 
 * a tiny SAM (segment-anything's classes) trained class-agnostically: given a point or a box on an
-  object, segment that object; given a *content token* (the mean of its own image embedding over a
-  region), segment the region that looks like it. Real SAM answers such semantic tokens after its
-  web-scale training; a tiny SAM trained on a few hundred images only does when taught, and
-  without it the VRP encoder has nothing it can learn to steer.
+  object, segment that object; given *content tokens* (mean image embeddings over a region of
+  another image), segment the regions that look like it, and nothing where none does. Real SAM
+  answers such semantic tokens after its web-scale training; a tiny SAM trained on a few hundred
+  images only does when taught, and without it the VRP encoder has nothing it can learn to steer.
+  How it is taught decides whether the demo learns: taught on one token from the image's own
+  embedding, it answered VRP-SAM's 50 tokens with "every object" whatever they held, a plateau
+  that training escaped or not depending on floating-point rounding (the same code gave 74 mIoU
+  on one machine and 34 on another). Tokens from another image, sets of 50 tokens (VRP-SAM's
+  count) and absent classes answered with an empty mask remove that plateau.
 * a ResNet-18 trained for semantic segmentation of the base classes (the role ImageNet
   pre-training plays for the real backbone): its features feed the VRP encoder and pseudo-mask.
 
@@ -98,13 +103,9 @@ def _sample_prompt_targets(label: np.ndarray, rng: np.random.Generator):
     return (components == pick).astype(np.uint8), class_mask
 
 
-def _prompt_batch(sam, embeddings, targets, kind: str, rng: np.random.Generator):
-    """Sparse prompts (B, N, C) of one kind for the chosen targets (B, S, S) {0,1}."""
+def _prompt_batch(sam, targets, kind: str, rng: np.random.Generator):
+    """Sparse prompts (B, N, C) of one kind ("point" or "box") for the targets (B, S, S) {0,1}."""
     encoder = sam.prompt_encoder
-    if kind == "content":
-        weights = F.adaptive_avg_pool2d(targets[:, None].float(), embeddings.shape[-2:])
-        token = (embeddings * weights).sum((2, 3)) / weights.sum((2, 3)).clamp_min(1e-6)
-        return token[:, None]
     coords = []
     for mask in targets.numpy():
         ys, xs = np.nonzero(mask)
@@ -129,6 +130,45 @@ def _prompt_batch(sam, embeddings, targets, kind: str, rng: np.random.Generator)
     return sparse
 
 
+def _content_pairs(data: TrainingImages, by_class: dict, rng: np.random.Generator, pairs: int,
+                   negative_share: float):  # fmt: skip
+    """Rows and masks for content prompts taken from one image and answered in another.
+
+    Returns (source rows, source masks, target rows, target masks); a target drawn without the
+    source's class (``negative_share`` of them) has an empty mask.
+    """
+    classes = [c for c, rows in by_class.items() if len(rows) >= 2]
+    sources, source_masks, targets, target_masks = [], [], [], []
+    for _ in range(pairs):
+        c = classes[int(rng.integers(len(classes)))]
+        j = int(rng.choice(by_class[c]))
+        if rng.random() < negative_share:
+            i = int(rng.integers(len(data.images)))
+            while (data.labels[i] == c).any():
+                i = int(rng.integers(len(data.images)))
+        else:
+            i = int(rng.choice([r for r in by_class[c] if r != j]))
+        sources.append(j)
+        targets.append(i)
+        source_masks.append(data.labels[j] == c)
+        target_masks.append(data.labels[i] == c)
+    as_tensor = lambda masks: torch.from_numpy(np.stack(masks).astype(np.uint8))  # noqa: E731
+    return sources, as_tensor(source_masks), targets, as_tensor(target_masks)
+
+
+def _content_tokens(embeddings, masks, count: int, generator) -> torch.Tensor:
+    """``count`` tokens per image (B, count, C): mean embeddings over random halves of the mask's
+    cells (one token: the whole mask), so a set of tokens describes the region as VRP prompts do."""
+    weights = F.adaptive_avg_pool2d(masks[:, None].float(), embeddings.shape[-2:])
+    if count > 1:
+        keep = torch.rand((masks.shape[0], count, *weights.shape[-2:]), generator=generator) < 0.5
+        subset = weights * keep
+        empty = subset.sum((2, 3), keepdim=True) == 0
+        weights = torch.where(empty, weights.expand_as(subset), subset)
+    totals = weights.sum((2, 3)).clamp_min(1e-6)
+    return torch.einsum("bchw,bkhw->bkc", embeddings, weights) / totals[..., None]
+
+
 def fit_standin_sam(
     data: TrainingImages,
     *,
@@ -137,31 +177,46 @@ def fit_standin_sam(
     lr: float = 1e-3,
     seed: int = 0,
     log_every: int = 100,
+    negative_share: float = 0.2,
+    content_tokens: tuple[int, ...] = (1, 50),
     **sam_sizes,
 ) -> tuple[nn.Module, list[float]]:
     """Train a tiny SAM class-agnostically; returns (the Sam, loss history).
 
     Each step uses one prompt kind, cycling point → box → content: points and boxes target one
-    object (a connected component), a content token targets every pixel of its class.
+    object (a connected component) of the image; content tokens, taken from *another* image's
+    region of a class, target every pixel of that class in this image, or nothing where the class
+    is absent (``negative_share`` of the pairs). Content prompts alternate between the counts in
+    ``content_tokens`` (VRP-SAM prompts SAM with 50 tokens).
     """
     torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     size = data.images.shape[-1]
     sam = build_tiny_sam(image_size=size, **sam_sizes)
+    by_class = {c: np.flatnonzero((data.labels == c).any((1, 2))) for c in data.classes}
 
     def loss_at(step: int) -> torch.Tensor:
-        kind = ("point", "box", "content")[step % 3]
-        rows, targets = [], []
-        while len(rows) < batch_size:
-            i = int(rng.integers(len(data.images)))
-            picked = _sample_prompt_targets(data.labels[i], rng)
-            if picked is not None:
-                rows.append(i)
-                targets.append(picked[1] if kind == "content" else picked[0])
-        images = data.images[rows]
-        target = torch.from_numpy(np.stack(targets))
-        embeddings = sam.image_encoder(images)
-        sparse = _prompt_batch(sam, embeddings, target, kind, rng)
+        kind = ("point", "content", "box", "content")[step % 4]
+        if kind == "content":
+            count = content_tokens[(step // 4) % len(content_tokens)]
+            sources, source_masks, rows, target = _content_pairs(
+                data, by_class, rng, batch_size // 2, negative_share
+            )
+            both = sam.image_encoder(data.images[sources + rows])
+            references, embeddings = both.split(len(rows))
+            sparse = _content_tokens(references, source_masks, count, generator)
+        else:
+            rows, targets = [], []
+            while len(rows) < batch_size:
+                i = int(rng.integers(len(data.images)))
+                picked = _sample_prompt_targets(data.labels[i], rng)
+                if picked is not None:
+                    rows.append(i)
+                    targets.append(picked[0])
+            target = torch.from_numpy(np.stack(targets))
+            embeddings = sam.image_encoder(data.images[rows])
+            sparse = _prompt_batch(sam, target, kind, rng)
         dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand_as(embeddings)
         masks, iou = decode_batch(sam, embeddings, sparse, dense, all_outputs=True)
         logits = F.interpolate(masks, size=(size, size), mode="bilinear", align_corners=False)
