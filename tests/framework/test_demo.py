@@ -22,6 +22,8 @@ def test_quick_demo_runs_end_to_end_and_its_figures_are_reproducible(tmp_path, c
     for method in ("GP-SAM |", "PerSAM |", "PerSAM-F |", "Matcher (", "VRP-SAM (trained) |"):
         assert f"| {method}" in report
     assert set(first["methods"]) >= {"untrained@16", "vrpsam@16", "gpsam@2", "matcher_small@1"}
+    assert first["seed"] == 0
+    assert first["environment"]["libraries"]["torch"] and first["environment"]["cpu_capability"]
 
     def weights():
         return sorted(p.relative_to(tmp_path) for p in (tmp_path / "standins").rglob("*.pth"))
@@ -52,6 +54,19 @@ def test_changed_code_gets_new_data_and_stand_ins_instead_of_reusing_old_ones(
     assert sorted(p.name for p in tmp_path.glob("synthetic_voc_*")) == sorted(
         [root.name, changed.name]
     )
+
+
+def test_another_seed_draws_another_tree(tmp_path):
+    from vrpsam.demo import pipeline
+    from vrpsam.demo.settings import SETTINGS
+
+    settings = SETTINGS["quick"]
+    root, _ = pipeline.ensure_data(tmp_path, settings, log=lambda _: None)
+    other, _ = pipeline.ensure_data(tmp_path, settings, log=lambda _: None, seed=1)
+    assert other != root
+    first = sorted(p.read_bytes() for p in (root / "SegmentationClassAug").glob("*.png"))
+    second = sorted(p.read_bytes() for p in (other / "SegmentationClassAug").glob("*.png"))
+    assert first != second
 
 
 def test_code_fingerprint_follows_the_source_and_library_versions(monkeypatch):
