@@ -12,8 +12,8 @@ from vrpsam.conf import CONFIG_DIR
 SMALL = [
     "experiment=demo",
     "data.train_episodes_per_epoch=16",
-    "data.val_episodes=8",
-    "data.test_episodes=8",
+    "data.val_episodes=4",
+    "data.test_episodes=4",
     "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false",
 ]

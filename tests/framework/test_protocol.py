@@ -113,7 +113,7 @@ def test_selecting_on_test_episodes_trains_on_every_training_image(synthetic_voc
 @pytest.mark.parametrize("name", ["default", "official"])
 def test_evaluation_restores_and_reports_the_trained_protocol(runs, compose_cfg, name, tmp_path):
     ckpt = runs[name] / "checkpoints" / "best.ckpt"
-    result = evaluate(compose_cfg("eval", tmp_path, f"ckpt_path={ckpt}", "eval.episodes=8",
+    result = evaluate(compose_cfg("eval", tmp_path, f"ckpt_path={ckpt}", "eval.episodes=4",
                                   run=f"eval_{name}"))  # fmt: skip
     expected = named_protocol(name, "pascal", CONFIG_DIR)
     assert result["protocol"] == name
@@ -128,7 +128,7 @@ def test_an_override_that_contradicts_the_checkpoint_wins_with_one_warning(
     runs, compose_cfg, tmp_path
 ):
     ckpt = runs["official"] / "checkpoints" / "best.ckpt"
-    cfg = compose_cfg("eval", tmp_path, f"ckpt_path={ckpt}", "eval.episodes=8",
+    cfg = compose_cfg("eval", tmp_path, f"ckpt_path={ckpt}", "eval.episodes=4",
                       "protocol.score_original_size=true", run="eval_override")  # fmt: skip
     with pytest.warns(UserWarning) as caught:
         result = evaluate(cfg)

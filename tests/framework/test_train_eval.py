@@ -30,8 +30,8 @@ def test_training_writes_checkpoints_metrics_and_curve(demo_run):
     ):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["test"]["episodes"] == 8 and 0 <= metrics["test"]["miou"] <= 100
-    assert metrics["test_before_training"]["episodes"] == 8
+    assert metrics["test"]["episodes"] == 4 and 0 <= metrics["test"]["miou"] <= 100
+    assert metrics["test_before_training"]["episodes"] == 4
     assert metrics["val_history"] and metrics["steps"] == 2  # 16 episodes, total batch 8
 
 
@@ -49,7 +49,7 @@ def test_eval_reproduces_the_training_test_and_writes_its_reports(demo_run, comp
         "eval",
         out,
         f"ckpt_path={demo_run['run'] / 'checkpoints/best.ckpt'}",
-        "eval.episodes=8",
+        "eval.episodes=4",
         run="eval",
     )
     result = evaluate(cfg)
@@ -57,7 +57,7 @@ def test_eval_reproduces_the_training_test_and_writes_its_reports(demo_run, comp
     assert result["miou"] == pytest.approx(demo_run["metrics"]["test"]["miou"], abs=1e-6)
     for name in ("eval.json", "eval.md", "overlays.png"):
         assert (out / "eval" / name).is_file()
-    assert json.loads((out / "eval/eval.json").read_text())["episodes"] == 8
+    assert json.loads((out / "eval/eval.json").read_text())["episodes"] == 4
 
 
 def test_several_seeds_give_mean_and_std(demo_run, compose_cfg, tmp_path):
@@ -65,7 +65,7 @@ def test_several_seeds_give_mean_and_std(demo_run, compose_cfg, tmp_path):
         "eval",
         tmp_path,
         f"ckpt_path={demo_run['run'] / 'checkpoints/best.ckpt'}",
-        "eval.episodes=8",
+        "eval.episodes=4",
         "eval.seed=[0,1]",
         run="eval_seeds",
     )
