@@ -22,7 +22,7 @@ def method_runs(compose_cfg, tmp_path_factory):
     out = tmp_path_factory.mktemp("methods")
     runs = {}
     for method in METHODS:
-        cfg = compose_cfg("eval", out, f"method={method}", "eval.episodes=4", "eval.overlays=2",
+        cfg = compose_cfg("eval", out, f"method={method}", "eval.episodes=2", "eval.overlays=2",
                           *EXTRA.get(method, []), run=method)  # fmt: skip
         runs[method] = (evaluate(cfg), out / method)
     return runs
@@ -32,7 +32,7 @@ def test_every_method_writes_eval_json_with_the_same_episodes(method_runs):
     for option, (_result, run) in method_runs.items():
         written = json.loads((run / "eval.json").read_text())
         assert written["method"] == METHODS[option]
-        assert 0 <= written["miou"] <= 100 and written["episodes"] == 4
+        assert 0 <= written["miou"] <= 100 and written["episodes"] == 2
         assert written["seconds_per_episode"] > 0
         assert (run / "seed0" / "results.json").is_file()
     lists = {r["trained_on"].get("training_free", False) for r, _ in method_runs.values()}
