@@ -17,6 +17,9 @@ def encoder_weights(path):
     return read_training_checkpoint(path)["state_dict"]
 
 
+# Three trainings (slow). The default suite resumes an interrupted run with ckpt_path=last in
+# test_first_hour.py::test_ctrl_c_says_how_to_resume_and_resume_keeps_the_csv_rows.
+@pytest.mark.slow
 def test_kill_and_resume_equals_an_uninterrupted_run(make_cfg):
     two = ["trainer.max_epochs=2", "test_after_training=false", "test_before_training=false",
            "data.train_episodes_per_epoch=8", "data.val_episodes=4"]  # fmt: skip
