@@ -169,18 +169,38 @@ def cached_cfg(make_cfg, frozen_files, tmp_path):
     return make
 
 
-def test_cached_and_uncached_training_give_the_same_losses_and_metrics(cached_cfg):
+CACHED_TRAINING = ["cache.backbone=true", "cache_features=none", "test_after_training=false",
+                   "data.train_episodes_per_epoch=8", "data.val_episodes=4"]  # fmt: skip
+
+
+def train_from_the_caches(cached_cfg):
+    """Build the SAM and backbone caches, then train from them: (metrics, objects)."""
     from vrpsam.engine.training import train
 
-    overrides = ["cache.backbone=true", "cache_features=none", "test_after_training=false",
-                 "data.train_episodes_per_epoch=8", "data.val_episodes=4"]  # fmt: skip
-    reports = build_run_cache(cached_cfg(*overrides, name="build_cache"), log=lambda _: None)
+    reports = build_run_cache(cached_cfg(*CACHED_TRAINING, name="build_cache"), log=lambda _: None)
     assert {r.folder.name for r in reports} == {"sam", "backbone"}
-    cached, objects = train(cached_cfg(*overrides, run="cached"))
+    cached, objects = train(cached_cfg(*CACHED_TRAINING, run="cached"))
     module = objects["module"]
     assert set(module.store.disk) == {"sam", "backbone"}
     assert type(module.model.sam.sam.image_encoder).__name__ == "CachedImageEncoder"
-    plain, plain_objects = train(cached_cfg("cache.dir=null", *overrides[1:], run="plain"))
+    return cached, objects
+
+
+def test_training_reads_its_frozen_features_from_the_caches(cached_cfg):
+    """A step, validation and the test before training from the SAM and backbone caches; the
+    same run without them, for the same numbers: the slow test below."""
+    cached, objects = train_from_the_caches(cached_cfg)
+    assert torch.isfinite(objects["trainer"].callback_metrics["train/loss"])
+    assert cached["steps"] == 1 and 0 <= cached["val_last"]["miou"] <= 100
+    assert cached["test_before_training"]["episodes"] == 4
+
+
+@pytest.mark.slow
+def test_cached_and_uncached_training_give_the_same_losses_and_metrics(cached_cfg):
+    from vrpsam.engine.training import train
+
+    cached, objects = train_from_the_caches(cached_cfg)
+    plain, plain_objects = train(cached_cfg("cache.dir=null", *CACHED_TRAINING[1:], run="plain"))
     # fp16 storage of the frozen features is the only difference.
     loss = float(objects["trainer"].callback_metrics["train/loss"])
     plain_loss = float(plain_objects["trainer"].callback_metrics["train/loss"])
