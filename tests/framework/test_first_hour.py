@@ -40,7 +40,8 @@ def movable_run(compose_cfg, frozen_files, tmp_path_factory):
         shutil.copy(file, weights / file.name)
     sam_file, backbone_file = (weights / f.name for f in frozen_files)
     cfg = compose_cfg("train", out, f"model.sam_checkpoint={sam_file}",
-                      f"model.backbone_checkpoint={backbone_file}", *NO_TESTS)  # fmt: skip
+                      f"model.backbone_checkpoint={backbone_file}",
+                      "data.train_episodes_per_epoch=8", *NO_TESTS)  # fmt: skip
     train(cfg)
     ckpt = out / "run" / "checkpoints" / "best.ckpt"
     export_dir = export(compose_cfg("export", out, f"ckpt_path={ckpt}", f"out_dir={out / 'exp'}"))

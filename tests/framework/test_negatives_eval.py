@@ -25,5 +25,7 @@ def test_eval_negatives_reports_false_positives_on_targets_without_the_class(mak
 
 
 def test_training_with_negative_episodes_runs(make_cfg):
-    metrics, _ = train(make_cfg("train", "data.negative_share=0.5", "test_before_training=false"))
-    assert metrics["steps"] == 2
+    one_step = ["data.train_episodes_per_epoch=8", "test_before_training=false",
+                "test_after_training=false"]  # fmt: skip
+    metrics, _ = train(make_cfg("train", "data.negative_share=0.5", *one_step))
+    assert metrics["steps"] == 1 and metrics["val_history"]

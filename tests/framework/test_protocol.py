@@ -25,7 +25,8 @@ def runs(compose_cfg, frozen_files, demo_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("protocols")
     sam_file, backbone_file = frozen_files
     files = [f"model.sam_checkpoint={sam_file}", f"model.backbone_checkpoint={backbone_file}"]
-    train(compose_cfg("train", out, "protocol=official", *files, *SHORT, run="official"))
+    train(compose_cfg("train", out, "protocol=official", "data.train_episodes_per_epoch=8", *files,
+                      *SHORT, run="official"))  # fmt: skip
     return {"default": demo_run["run"], "official": out / "official"}
 
 
