@@ -116,17 +116,59 @@ class _nothing:
         return False
 
 
-def test_run_benchmarks_script_writes_one_method_by_benchmark_table(trees, tmp_path):
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def run_benchmarks_args(trees, tmp_path) -> list[str]:
+    return ["--out", str(tmp_path / "bench"), "--methods", "gpsam",
+            "--data", f"fss1000={trees['fss1000']}", "--", "experiment=demo",
+            "eval.episodes=4", "data.num_workers=0", f"paths.output_dir={tmp_path}"]  # fmt: skip
+
+
+def check_benchmarks_table(out: Path):
+    table = (out / "benchmarks.md").read_text()
+    assert "| method | fss1000 mIoU | s/episode |" in table
+    assert table.splitlines()[2].startswith("| gpsam | ")
+    assert (out / "gpsam" / "fss1000" / "fold0" / "eval.json").is_file()
+
+
+def test_run_benchmarks_script_writes_one_method_by_benchmark_table(trees, tmp_path, monkeypatch):
+    """The script's main in this process, each vrpsam-eval run it asks for done by evaluate in
+    this process too (two Python start-ups fewer); the script and its vrpsam-eval runs as
+    commands: the slow test below."""
+    import runpy
+    import sys
+
+    from hydra import compose, initialize_config_dir
+
+    from vrpsam.conf import CONFIG_DIR
+
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # as Python does for a script: its own folder
+    import eval_runs
+
+    asked = []
+
+    def run_eval(run_dir: Path, overrides: list[str]) -> Path:
+        asked.append(overrides)
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("eval", overrides=[*overrides, f"paths.run_dir={run_dir}"])
+        evaluate(cfg)
+        return run_dir / "eval.json"
+
+    monkeypatch.setattr(eval_runs, "run_eval", run_eval)
+    monkeypatch.setattr(sys, "argv", ["run_benchmarks.py", *run_benchmarks_args(trees, tmp_path)])
+    runpy.run_path(str(SCRIPTS / "run_benchmarks.py"), run_name="__main__")
+    assert len(asked) == 1 and "method=gpsam" in asked[0] and "data.fold=0" in asked[0]
+    check_benchmarks_table(tmp_path / "bench")
+
+
+@pytest.mark.slow
+def test_run_benchmarks_script_runs_as_a_command(trees, tmp_path):
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[2] / "scripts" / "run_benchmarks.py"
-    command = [sys.executable, str(script), "--out", str(tmp_path / "bench"), "--methods", "gpsam",
-               "--data", f"fss1000={trees['fss1000']}", "--", "experiment=demo",
-               "eval.episodes=4", "data.num_workers=0", f"paths.output_dir={tmp_path}"]  # fmt: skip
+    command = [sys.executable, str(SCRIPTS / "run_benchmarks.py"),
+               *run_benchmarks_args(trees, tmp_path)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    table = (tmp_path / "bench" / "benchmarks.md").read_text()
-    assert "| method | fss1000 mIoU | s/episode |" in table
-    assert table.splitlines()[2].startswith("| gpsam | ")
-    assert (tmp_path / "bench" / "gpsam" / "fss1000" / "fold0" / "eval.json").is_file()
+    check_benchmarks_table(tmp_path / "bench")
