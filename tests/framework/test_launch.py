@@ -51,12 +51,15 @@ def _with_launcher(*overrides: str):
 @needs_submitit
 def test_submitit_launchers_resolve_and_may_run_multi_process_jobs():
     from hydra.utils import instantiate
+
+    local = _with_launcher("trainer=ddp_cpu", *SUBMITIT_LOCAL)
+    # Imported after a compose: Hydra's first plugin scan (once a process) runs the plugin modules
+    # again, so classes imported before it are not the ones instantiate returns.
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
         LocalLauncher,
         SlurmLauncher,
     )
 
-    local = _with_launcher("trainer=ddp_cpu", *SUBMITIT_LOCAL)
     assert isinstance(instantiate(local.hydra.launcher), LocalLauncher)
     assert local.hydra.launcher.gpus_per_node == 0 and local.hydra.launcher.cpus_per_task == 1
     check_launch(local, multirun=True, launcher=local.hydra.launcher)  # its own processes
