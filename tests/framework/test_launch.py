@@ -82,6 +82,10 @@ def test_submitit_launchers_resolve_and_may_run_multi_process_jobs():
             check_launch(bad, multirun=True, launcher=bad.hydra.launcher)
 
 
+# A Python start-up importing the whole package (seconds, slow); the default suite composes the
+# same sweep's launcher in this process in
+# test_submitit_launchers_resolve_and_may_run_multi_process_jobs above.
+@pytest.mark.slow
 @needs_submitit
 def test_the_console_script_composes_the_documented_slurm_sweep_without_submitting(tmp_path):
     """``--cfg`` takes no ``-m`` nor sweep: it prints one job's config (fold 0) of the sweep."""
