@@ -8,6 +8,10 @@ import os
 # loads its OpenMP runtime, which reads it once; the subprocesses of the tests inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,3 +41,33 @@ def synthetic_coco_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A COCO 2014-style tree: 325 train2014 + 175 val2014 images of 128×128."""
     out = tmp_path_factory.mktemp("coco") / "coco"
     return write_coco_tree(out, images=500, size=128, seed=0, workers=1)
+
+
+@dataclass(frozen=True)
+class InstalledWheel:
+    """The package as a wheel installs it: ``site`` (the ``--target`` folder, with ``bin/``) and
+    ``env`` (this environment with that folder first on the path, for its dependencies)."""
+
+    site: Path
+    env: dict
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> InstalledWheel:
+    """A wheel built from a clean copy of the sources (a stale ``build/`` of the checkout cannot
+    fill in a missing file), installed into a folder of its own without its dependencies."""
+    root = Path(__file__).resolve().parents[1]
+    work = tmp_path_factory.mktemp("wheel")
+    source = work / "source"
+    for name in ("vrpsam", "conf"):
+        shutil.copytree(root / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(root / name, source / name)
+    wheels = work / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(wheels), str(source)], check=True, timeout=600)  # fmt: skip
+    site = work / "site"
+    wheel = next(wheels.glob("vrpsam-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(site), str(wheel)], check=True, timeout=600)  # fmt: skip
+    return InstalledWheel(site, {**os.environ, "PYTHONPATH": str(site)})

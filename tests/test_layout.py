@@ -7,8 +7,6 @@ forgets fails here.
 """
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,25 +101,13 @@ print(json.dumps({"config_dir": CONFIG_DIR, "files": files}))
 """
 
 
-def test_a_wheel_ships_every_config_and_composes_them_from_another_folder(tmp_path):
-    """Not editable: a wheel, built from a clean copy of the sources (a stale ``build/`` of the
-    checkout cannot fill in a missing file), ships every file of ``conf/`` as ``vrpsam/conf``."""
-    source = tmp_path / "source"
-    for name in ("vrpsam", "conf"):
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, source / name)
-    wheels = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(wheels), str(source)], check=True, timeout=600)  # fmt: skip
-    target = tmp_path / "site"
-    wheel = next(wheels.glob("vrpsam-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                    str(target), str(wheel)], check=True, timeout=600)  # fmt: skip
+def test_a_wheel_ships_every_config_and_composes_them_from_another_folder(
+    tmp_path, installed_wheel
+):
+    """Not editable: a wheel ships every file of ``conf/`` as ``vrpsam/conf``."""
+    target, env = installed_wheel.site, installed_wheel.env
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    # The wheel's package comes first on the path; its dependencies from this environment.
-    env = {**os.environ, "PYTHONPATH": str(target)}
     done = subprocess.run([sys.executable, "-c", PROBE], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

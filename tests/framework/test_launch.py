@@ -150,18 +150,10 @@ def test_submitit_local_launcher_trains_each_fold_in_a_job_of_its_own(synthetic_
 
 
 @pytest.mark.slow
-def test_a_wheel_install_runs_every_console_script_from_another_folder(tmp_path):
+def test_a_wheel_install_runs_every_console_script_from_another_folder(tmp_path, installed_wheel):
     """Not editable: the configs (the top-level ``conf/``) must come with the package as
     ``vrpsam/conf``; tests/test_layout.py composes each of them from a wheel."""
-    wheels = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(wheels), str(ROOT)], check=True, timeout=600)  # fmt: skip
-    target = tmp_path / "site"
-    wheel = next(wheels.glob("vrpsam-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                    str(target), str(wheel)], check=True, timeout=600)  # fmt: skip
-    # The wheel's package comes first on the path; its dependencies from this environment.
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    target, env = installed_wheel.site, installed_wheel.env
     work = tmp_path / "elsewhere"
     work.mkdir()
     probe = "import vrpsam.conf as c; print(c.CONFIG_DIR)"
