@@ -228,7 +228,9 @@ def test_bank_calibrate_stores_the_threshold_that_fits_the_validation_images(
     code = bank_cli.main(["calibrate", "--export", str(export), "--bank", str(bank_dir),
                           "--val", str(val)])  # fmt: skip
     assert code == 0
-    assert "5 validation images" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "5 validation images" in printed
+    assert "scored 5/5 validation images" in printed  # progress, a line per batch
     # The same choice from the scores, with each image's truth: its folder's class only.
     bank = ReferenceBank.load(bank_dir, predictor)
     present, absent = [], []

@@ -191,7 +191,10 @@ def calibrate(args: argparse.Namespace) -> int:
     pairs = validation_images(args.val, info["classes"])
     predictor = open_predictor(args)
     bank = ReferenceBank.load(args.bank, predictor)
-    results = bank.segment_batch([image for image, _ in pairs])
+    results = bank.segment_batch(
+        [image for image, _ in pairs],
+        progress=lambda done, total: print(f"scored {done}/{total} validation images", flush=True),
+    )
     present, absent = [], []
     for (_, shown), result in zip(pairs, results, strict=True):
         for name, score in result.scores.items():

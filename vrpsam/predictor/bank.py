@@ -25,7 +25,7 @@ free baselines get a bank through :class:`MethodBank` (references are kept and r
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,11 +205,14 @@ class ReferenceBank:
         """Every class of the bank in one image; see :meth:`segment_batch`."""
         return self.segment_batch([image])[0]
 
-    def segment_batch(self, images: Sequence[ImageLike]) -> list[BankResult]:
+    def segment_batch(
+        self, images: Sequence[ImageLike], progress: Callable[[int, int], None] | None = None
+    ) -> list[BankResult]:
         """Every class of the bank in each image, the model's batch size at a time.
 
         Args:
             images: as :func:`load_rgb` reads them (paths, PIL images or arrays).
+            progress: called with (images done, images) after each batch.
 
         Returns:
             one :class:`BankResult` per image.
@@ -235,6 +238,8 @@ class ReferenceBank:
                         present=[c for c, p in zip(names, present, strict=True) if p],
                     )
                 )
+            if progress is not None:
+                progress(len(results), len(images))
         return results
 
     def save(self, folder: str | Path) -> Path:
