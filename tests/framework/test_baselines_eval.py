@@ -34,6 +34,8 @@ def test_every_method_writes_eval_json_with_the_same_episodes(method_runs):
         assert written["method"] == METHODS[option]
         assert 0 <= written["miou"] <= 100 and written["episodes"] == 2
         assert written["seconds_per_episode"] > 0
+        # eval.batch_size (8) batches VRP-SAM's episodes; a training-free method runs one a step.
+        assert written["batch_size"] == (8 if option == "vrpsam" else 1)
         assert (run / "seed0" / "results.json").is_file()
     lists = {r["trained_on"].get("training_free", False) for r, _ in method_runs.values()}
     assert lists == {True, False}

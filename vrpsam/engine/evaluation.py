@@ -184,6 +184,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "shot": int(cfg.eval.shot),
         "annotation": cfg.eval.annotation,
         "image_size": int(cfg.data.image_size),
+        # Episodes per step: training-free methods run one at a time, whatever eval.batch_size.
+        "batch_size": int(cfg.eval.batch_size) if isinstance(method, TrainedVRPSAM) else 1,
         **aggregate(seeds, runs),
         "classes_skipped": meta.get("classes_skipped", []),
         "score_original_size": protocol.score_original_size,
