@@ -2,6 +2,8 @@
 
 import copy
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -152,6 +154,14 @@ def test_a_bank_is_refused_for_another_sam_file_and_another_export(
     with pytest.raises(BankMismatchError, match="vrp_encoder_sha256") as e:
         ReferenceBank.load(folder, VRPSAMPredictor.from_export(other_export))
     assert "sam_weights_sha256" not in str(e.value)
+
+
+def test_exported_and_bank_files_get_the_mode_a_plain_write_gives(saved, export, tmp_path):
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")  # under the same umask as the export and the bank were written
+    for path in (export / "model.safetensors", export / "config.json",
+                 saved[1] / "bank.safetensors", saved[1] / "bank.json"):  # fmt: skip
+        assert stat.S_IMODE(os.stat(path).st_mode) == stat.S_IMODE(os.stat(plain).st_mode), path
 
 
 def test_a_missing_or_damaged_bank_is_named(saved, predictor, tmp_path):

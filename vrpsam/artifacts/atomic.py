@@ -16,7 +16,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
 
     Readers (and other ranks) never see a half-written file: ``os.replace`` is atomic on POSIX and
     Windows when both names are on one file system. The temporary file is created with mode 0o666
-    so the umask applies (``tempfile.mkstemp`` would leave it 0600).
+    so the umask applies (``tempfile.mkstemp`` would leave it 0600), and that mode is set again
+    after ``write``: a writer may replace the file with its own private temporary file
+    (safetensors' ``save_file`` does, leaving 0600), so the result always gets the mode a plain
+    ``open(path, "w")`` gives.
 
     Raises:
         PermissionError: the folder is not writable (the message names it).
@@ -26,12 +29,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        plain_mode = tmp.stat().st_mode & 0o777  # 0o666 less the umask, read without changing it
     except OSError as err:  # not writable, read-only file system, a file in the way, ...
         raise PermissionError(
             f"cannot write to {path.parent} ({err.strerror or err}): choose a writable folder"
         ) from err
     try:
         write(tmp)
+        os.chmod(tmp, plain_mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
