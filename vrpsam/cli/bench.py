@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     atomic_write_json(args.out, result, indent=2)
     print()
     print(table(result))
+    missed = [name for name, goal in result["goals"].items() if not goal["met"]]
+    print(f"\ngoals met: {len(result['goals']) - len(missed)} of {len(result['goals'])}"
+          + (f" (not met: {', '.join(missed)})" if missed else ""))  # fmt: skip
     print(f"\nwrote {args.out} ({result['wall_seconds']:.0f} s, mode {scale})")
 
 
