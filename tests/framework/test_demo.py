@@ -4,12 +4,14 @@ shapes them; the full setting's figures against the ones recorded in the reposit
 import json
 
 import pytest
+import torch
 
 from vrpsam.demo import keys, run_demo
-from vrpsam.demo.settings import EXPECTED_FILE
+from vrpsam.demo.settings import EXPECTED_FILE, THREADS
 
 
 def test_quick_demo_runs_end_to_end_and_its_figures_are_reproducible(tmp_path, capsys):
+    threads_before = torch.get_num_threads()
     first = run_demo(["--setting", "quick", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "before training" in printed and "not paper results" in printed
@@ -24,6 +26,9 @@ def test_quick_demo_runs_end_to_end_and_its_figures_are_reproducible(tmp_path, c
     assert set(first["methods"]) >= {"untrained@16", "vrpsam@16", "gpsam@2", "matcher_small@1"}
     assert first["seed"] == 0
     assert first["environment"]["libraries"]["torch"] and first["environment"]["cpu_capability"]
+    # Computed with the demo's thread count whatever the machine has; the caller's is restored.
+    assert first["environment"]["threads"] == THREADS
+    assert torch.get_num_threads() == threads_before
 
     def weights():
         return sorted(p.relative_to(tmp_path) for p in (tmp_path / "standins").rglob("*.pth"))
@@ -36,6 +41,12 @@ def test_quick_demo_runs_end_to_end_and_its_figures_are_reproducible(tmp_path, c
     assert weights() == fitted
     first.pop("seconds"), again.pop("seconds")
     assert again == first
+
+
+def test_a_thread_count_below_one_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        run_demo(["--setting", "quick", "--threads", "0"])
+    assert "--threads must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_changed_code_gets_new_data_and_stand_ins_instead_of_reusing_old_ones(

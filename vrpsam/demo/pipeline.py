@@ -69,6 +69,7 @@ def ensure_standins(
         "image_size": image_size,
         "sam": sam_sizes,
         "seed": seed,
+        "threads": torch.get_num_threads(),  # rounding, hence the fitted weights, depend on it
         **{k: settings[k] for k in ("sam_steps", "backbone_steps", "backbone_batch")},
     }
     folder = out / "standins" / f"standins_{key(**parts)}"

@@ -27,7 +27,7 @@ import torch
 from vrpsam.demo import pipeline
 from vrpsam.demo.keys import environment
 from vrpsam.demo.report import comparison_table, write_report
-from vrpsam.demo.settings import SEED, SETTINGS
+from vrpsam.demo.settings import SEED, SETTINGS, THREADS
 
 
 def run_demo(argv: list[str] | None = None) -> dict:
@@ -39,7 +39,21 @@ def run_demo(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=SEED,
                         help="seeds everything the demo draws: the synthetic tree, the "
                         "stand-ins, training and the test episodes (recorded: seed 0)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="CPU threads; the figures depend on it (recorded: "
+                        f"{THREADS}, whatever the machine's core count)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:  # a caller in the same process (the tests) keeps its own thread count
+        torch.set_num_threads(previous)
+
+
+def _run(args: argparse.Namespace) -> dict:
     settings = SETTINGS[args.setting]
     out = args.out.resolve()
     start = time.perf_counter()
