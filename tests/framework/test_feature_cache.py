@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from vrpsam.cache import CacheError, CacheMismatchError, FeatureCache, build_cache
 from vrpsam.cache.build import plan_shards
 from vrpsam.cache.run import build_run_cache, open_caches
+from vrpsam.cache.scope import scope
 from vrpsam.cache.store import MANIFEST, shard_name
 
 SIGNATURE = {"format": 1, "kind": "sam", "sam": "tiny", "dtype": "float16", "image_size": 16}
@@ -69,9 +71,10 @@ def test_a_killed_build_resumes_and_gives_the_same_bytes(tmp_path):
 def test_another_signature_is_refused_with_the_differences(tmp_path):
     build(tmp_path / "sam")
     other = {**SIGNATURE, "sam": "vit_b"}
-    with pytest.raises(CacheMismatchError, match="sam: 'tiny' \\(cache\\) vs 'vit_b' \\(run\\)"):
+    mismatch = "model.sam: 'tiny' \\(cache\\) vs 'vit_b' \\(this run\\)"
+    with pytest.raises(CacheMismatchError, match=mismatch):
         FeatureCache(folder=tmp_path / "sam", expected=other)
-    with pytest.raises(CacheMismatchError, match="image_size"):
+    with pytest.raises(CacheMismatchError, match=r"data.image_size: 16 \(cache\) vs 32 \(this"):
         FeatureCache(folder=tmp_path / "sam", expected={**SIGNATURE, "image_size": 32})
     with pytest.raises(CacheMismatchError):  # nor is it extended for another model
         build_cache(tmp_path / "sam", signature=other, ids=IDS, compute=fake_features,
@@ -145,6 +148,23 @@ def test_ranks_build_disjoint_shards_and_rank_zero_writes_the_manifest(tmp_path)
     assert len(FeatureCache(folder=tmp_path / "sam", expected=SIGNATURE)) == 10
 
 
+def test_a_cache_built_for_another_fold_names_both_folds_and_the_fix(tmp_path):
+    folder = tmp_path / "sam"
+    build(folder, built_for=scope(2, 1, ["train", "val", "test"]))
+    with pytest.raises(CacheMismatchError) as refused:
+        FeatureCache(folder=folder, expected=SIGNATURE, run=scope(1, 1))
+    message = str(refused.value)
+    assert "built for fold 2 and this run asks for fold 1 (data.fold=1)" in message
+    assert f"vrpsam-cache with this run's settings (data.fold=1, cache.dir={tmp_path};" in message
+    assert "dataset changed" not in message
+    # Building fold 1 into the same folder records it (its images are there already).
+    assert build(folder, built_for=scope(1, 1, ["test"])).computed_shards == 0
+    cache = FeatureCache(folder=folder, expected=SIGNATURE, run=scope(1, 5))
+    with pytest.raises(CacheError, match="this run asks for fold 1 with shot 5") as missing:
+        cache.get(["new001"], "sam")
+    assert "built for fold 1 with shot 1 (splits test); fold 2 with shot 1" in str(missing.value)
+
+
 def test_the_plan_depends_only_on_the_ids():
     assert plan_shards(reversed(IDS), 4) == plan_shards(IDS + IDS[:3], 4)
 
@@ -216,16 +236,39 @@ def test_a_cache_of_another_sam_checkpoint_is_refused_by_training(cached_cfg, tm
     state = torch.load(cached_cfg().model.sam_checkpoint, weights_only=True)
     state["mask_decoder.iou_token.weight"] = state["mask_decoder.iou_token.weight"] + 1
     torch.save(state, other)
-    with pytest.raises(CacheMismatchError, match="sam_checkpoint_sha256"):
+    with pytest.raises(CacheMismatchError, match=r"model.sam_checkpoint: a weight file with sha"):
         train(cached_cfg(f"model.sam_checkpoint={other}"))
-    with pytest.raises(CacheMismatchError, match="image_size"):
+    with pytest.raises(CacheMismatchError, match=r"data.image_size: 128 \(cache\) vs 96 \(this"):
         open_caches(cached_cfg("data.image_size=96"))
+    with pytest.raises(CacheMismatchError, match=r"built for fold 0 and this run asks for fold 1"):
+        open_caches(cached_cfg("data.fold=1"))  # vrpsam-cache recorded the fold it was built for
+    # The shot does not change the cached features: a 5-shot evaluation reads the 1-shot cache.
+    # (An evaluation takes the interpolation from its checkpoint; none here.)
+    five_shot = cached_cfg("eval.shot=5", "data.interpolation=bilinear", name="eval")
+    assert open_caches(five_shot)["sam"].run["shot"] == 5
 
 
 def test_random_weights_cannot_be_cached(make_cfg, tmp_path):
     cfg = make_cfg("build_cache", f"cache.dir={tmp_path / 'c'}")
     with pytest.raises(CacheError, match=r"model.sam_checkpoint"):
         build_run_cache(cfg, log=lambda _: None)
+
+
+def test_cache_cli_with_random_weights_prints_the_message_alone(
+    synthetic_voc_root, tmp_path, monkeypatch, capsys
+):
+    from vrpsam.cli import cache as cache_cli
+
+    monkeypatch.setattr(sys, "argv", ["vrpsam-cache", "experiment=demo",
+                                      f"data.root={synthetic_voc_root}",
+                                      f"cache.dir={tmp_path / 'c'}",
+                                      f"hydra.run.dir={tmp_path / 'h'}"])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        cache_cli.main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: a feature cache is tied to the SAM weight file" in err
+    assert "model.sam_checkpoint=<file>" in err and "Traceback" not in err
 
 
 def test_cache_cli_prints_the_size_estimate_and_the_size_on_disk(cached_cfg, capsys):

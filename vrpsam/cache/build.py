@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from vrpsam.cache.scope import merged
 from vrpsam.cache.signature import CacheError, check_signature, fingerprint
 from vrpsam.cache.store import (
     DTYPES,
@@ -107,6 +108,7 @@ def build_cache(
     world_size: int = 1,
     wait_seconds: float = 24 * 3600,
     show_progress: bool = True,
+    built_for: dict | None = None,
 ) -> BuildReport:
     """Build (or complete) the cache in ``folder`` for ``ids``.
 
@@ -119,6 +121,8 @@ def build_cache(
         shard_size: images per shard.
         rank, world_size: this process among the builders (``RANK``/``WORLD_SIZE`` of torchrun).
         wait_seconds: how long rank 0 waits for the other ranks' shards.
+        built_for: the fold, shot and splits ``ids`` are the images of
+            (:func:`vrpsam.cache.scope.scope`), added to what the manifest records.
 
     Returns:
         what was built, reused and how many bytes the cache holds.
@@ -128,10 +132,12 @@ def build_cache(
     dtype = DTYPES[signature["dtype"]]
     sig = fingerprint(signature)
     existing: list[dict] = []
+    recorded: list[dict] = []
     manifest_file = folder / MANIFEST
     if manifest_file.is_file():
         manifest = json.loads(manifest_file.read_text())
         check_signature(manifest["signature"], signature, folder)
+        recorded = manifest.get("built_for", [])
         # A shard that was truncated or replaced since is dropped: its images are planned again
         # (into the same shard, as the plan depends only on the ids).
         existing = [s for s in manifest["shards"] if _still_valid(folder, s, sig)]
@@ -147,8 +153,10 @@ def build_cache(
         _wait_for(folder, plan, wait_seconds)
         for shard in shards:
             shard["bytes"] = (folder / shard["file"]).stat().st_size
-        if plan or not manifest_file.is_file() or len(existing) != len(shards):
-            write_manifest(folder, signature, keys, shards)
+        scopes = merged(recorded, built_for) if built_for else recorded
+        stale = plan or len(existing) != len(shards) or scopes != recorded
+        if stale or not manifest_file.is_file():
+            write_manifest(folder, signature, keys, shards, scopes)
     else:
         _wait_for_manifest(folder, wait_seconds)
     nbytes = sum((folder / s["file"]).stat().st_size for s in shards)

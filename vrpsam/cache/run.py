@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from vrpsam.cache.build import BuildReport, build_cache, rank_and_world
+from vrpsam.cache.scope import scope
 from vrpsam.cache.signature import cache_signature
 from vrpsam.cache.store import FeatureCache
 from vrpsam.data.transforms import original_size
@@ -36,12 +37,19 @@ def model_overrides(cfg: DictConfig) -> dict:
     return {"sam_image_encoder": False} if "sam" in enabled_kinds(cfg) else {}
 
 
+def run_scope(cfg: DictConfig) -> dict:
+    """The fold and shot whose images a run reads (an evaluation's shot is ``eval.shot``)."""
+    shot = cfg.eval.shot if cfg.get("eval") is not None else cfg.data.shot
+    return scope(cfg.data.fold, shot)
+
+
 def open_caches(cfg: DictConfig) -> dict[str, FeatureCache]:
-    """The run's caches by kind, each checked against the run's own signature."""
+    """The run's caches by kind, each checked against the run's own signature and fold."""
     return {
         kind: FeatureCache(
             folder=Path(cfg.cache.dir) / kind,
             expected=cache_signature(kind, cfg.model, cfg.data, cfg.cache.dtype),
+            run=run_scope(cfg),
         )
         for kind in enabled_kinds(cfg)
     }
@@ -89,13 +97,17 @@ def build_run_cache(
     kinds = enabled_kinds(cfg)
     if not kinds:
         raise ValueError("set cache.dir=<folder> (and cache.sam / cache.backbone) to build a cache")
+    # Signatures first: random frozen weights or a missing weight file are refused before any
+    # model is built.
+    signatures = {
+        kind: cache_signature(kind, cfg.model, cfg.data, cfg.cache.dtype) for kind in kinds
+    }
     model = hydra.utils.instantiate(cfg.model).eval()
     datamodule = hydra.utils.instantiate(cfg.data, **(data_options or {}))
     owners = split_images(datamodule, list(cfg.cache.splits))
     rank, world = rank_and_world()
     reports = []
-    for kind in kinds:
-        signature = cache_signature(kind, cfg.model, cfg.data, cfg.cache.dtype)
+    for kind, signature in signatures.items():
         compute = feature_fn(model, kind, owners, datamodule.transform)
         if rank == 0 and owners:
             sample = compute(next(iter(sorted(owners))))
@@ -112,6 +124,7 @@ def build_run_cache(
             shard_size=int(cfg.cache.shard_size),
             rank=rank,
             world_size=world,
+            built_for=scope(cfg.data.fold, cfg.data.shot, cfg.cache.splits),
         )
         log(
             f"{kind} cache: {report.images} images, {report.nbytes / 2**20:.1f} MiB in "

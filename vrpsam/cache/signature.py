@@ -101,15 +101,43 @@ def fingerprint(signature: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# What each signature entry is called on the command line, so that a refusal names the setting to
+# change rather than the manifest's key.
+SETTINGS = {
+    "format": "the cache format",
+    "vrpsam": "the vrpsam version",
+    "dataset": "data.dataset",
+    "image_size": "data.image_size",
+    "interpolation": "data.interpolation",
+    "dtype": "cache.dtype",
+    "sam": "model.sam",
+    "sam_kwargs": "model.sam_kwargs",
+    "sam_checkpoint_sha256": "model.sam_checkpoint",
+    "sam_preprocess": "model.sam_preprocess",
+    "align_corners": "model.align_corners",
+    "backbone": "model.backbone",
+    "backbone_kwargs": "model.backbone_kwargs",
+    "backbone_checkpoint_sha256": "model.backbone_checkpoint",
+}
+
+
+def _difference(key: str, cached: Any, run: Any) -> str:
+    setting = SETTINGS.get(key, key)
+    if key.endswith("_sha256"):  # the file's hash, shortened: the path may be the same
+        cached, run = (f"sha256 {str(h)[:12]}…" for h in (cached, run))
+        return f"{setting}: a weight file with {cached} (cache) vs {run} (this run)"
+    return f"{setting}: {cached!r} (cache) vs {run!r} (this run)"
+
+
 def check_signature(found: dict, expected: dict, where: Path) -> None:
-    """Refuse a cache computed with something else, naming every difference and the fix."""
+    """Refuse a cache computed with something else, naming every differing setting and the fix."""
     keys = sorted(set(found) | set(expected))
-    diffs = [f"{k}: {found.get(k)!r} (cache) vs {expected.get(k)!r} (run)" for k in keys
+    diffs = [_difference(k, found.get(k), expected.get(k)) for k in keys
              if found.get(k) != expected.get(k)]  # fmt: skip
     if diffs:
         raise CacheMismatchError(
-            f"the feature cache at {where} was built for another setting: "
+            f"the feature cache at {where} was built with other settings than this run's: "
             + "; ".join(diffs)
             + ". Point cache.dir at a new folder (or delete this one) and run vrpsam-cache with "
-            "the run's settings, or turn the cache off with cache.dir=null."
+            "this run's settings, or turn the cache off with cache.dir=null."
         )

@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from vrpsam.artifacts.atomic import atomic_write, atomic_write_json
+from vrpsam.cache.scope import check_fold, missing_image_message
 from vrpsam.cache.signature import CacheError, check_signature, fingerprint
 
 MANIFEST = "cache.json"
@@ -71,9 +72,11 @@ class FeatureCache:
         folder: ``<cache.dir>/<kind>``.
         expected: the signature the run would compute (see :func:`cache_signature`); a cache
             with another one is refused.
+        run: the run's fold and shot (:func:`vrpsam.cache.scope.scope`); a cache never built
+            for its fold is refused, and a missing image is explained against it. None: no check.
     """
 
-    def __init__(self, *, folder: str | Path, expected: dict) -> None:
+    def __init__(self, *, folder: str | Path, expected: dict, run: dict | None = None) -> None:
         self.folder = Path(folder)
         manifest_file = self.folder / MANIFEST
         if not manifest_file.is_file():
@@ -85,6 +88,10 @@ class FeatureCache:
             )
         manifest = json.loads(manifest_file.read_text())
         check_signature(manifest["signature"], expected, self.folder)
+        self.built_for: list[dict] = manifest.get("built_for", [])
+        self.run = run
+        if run is not None:
+            check_fold(self.built_for, run, self.folder)
         self.signature = manifest["signature"]
         self.keys: tuple[str, ...] = tuple(manifest["keys"])
         self.dtype = DTYPES[self.signature["dtype"]]
@@ -130,11 +137,9 @@ class FeatureCache:
         rows = []
         for image_id in ids:
             if image_id not in self.index:
-                raise CacheError(
-                    f"image {image_id!r} is not in the feature cache at {self.folder} (built for "
-                    f"{len(self.index)} images): the dataset changed since; run vrpsam-cache "
-                    f"again with the same settings to add the new images"
-                )
+                raise CacheError(missing_image_message(
+                    image_id, self.folder, len(self.index), self.built_for, self.run
+                ))  # fmt: skip
             number, row = self.index[image_id]
             rows.append(self._handle(number).get_slice(key)[row : row + 1])
         return torch.cat(rows)
@@ -144,11 +149,17 @@ class FeatureCache:
 
 
 def write_manifest(
-    folder: Path, signature: dict, keys: Sequence[str], shards: Sequence[dict]
+    folder: Path,
+    signature: dict,
+    keys: Sequence[str],
+    shards: Sequence[dict],
+    built_for: Sequence[dict] = (),
 ) -> None:
+    """Write ``cache.json``; ``built_for``: the folds, shots and splits it holds the images of
+    (:mod:`vrpsam.cache.scope`)."""
     atomic_write_json(
         folder / MANIFEST,
         {"signature": signature, "fingerprint": fingerprint(signature), "keys": list(keys),
-         "shards": list(shards)},
+         "shards": list(shards), "built_for": list(built_for)},
         indent=1,
     )  # fmt: skip
