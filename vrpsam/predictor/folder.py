@@ -312,7 +312,9 @@ def predict_with_bank(cfg: DictConfig, targets: list[Path], names: list[str]) ->
     out = Path(cfg.out_dir)
     bank = ReferenceBank.load(cfg.bank, open_predictor(cfg))
     report, found = PredictionReport(), []
-    for chunk in readable_chunks(targets, names, cfg.batch_size, report):
+    # Read as many targets as the bank's model segments at once (1 for a training-free method):
+    # the progress bar then moves with every batch the model runs.
+    for chunk in readable_chunks(targets, names, bank.model.batch_size, report):
         results = bank.segment_batch([image for *_, image in chunk]) if chunk else []
         for (path, name, image), result in zip(chunk, results, strict=True):
             save_labels(out / f"{name}_labels.png", result.labels)
