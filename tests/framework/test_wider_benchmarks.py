@@ -92,7 +92,7 @@ def test_base_split_tests_base_classes_on_pascal_and_coco(
     assert result["split"] == "base" and result["episodes"] == 15
     assert set(result["classes_scored"]) <= set(range(6, 21))  # fold 0's base classes
     coco = compose_cfg("eval", tmp_path, "data=coco20i", f"data.root={synthetic_coco_root}",
-                       "+data.source_options.min_area=400", "data.num_workers=0", "method=gpsam",
+                       "data.source_options.min_area=400", "data.num_workers=0", "method=gpsam",
                        "eval.split=base", "eval.overlays=0",
                        "eval.episodes=10", run="coco")  # fmt: skip
     result = evaluate(coco)

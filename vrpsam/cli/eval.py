@@ -20,7 +20,14 @@ log = logging.getLogger(__name__)
 
 
 def headline(result: dict) -> str:
-    """The last line a script reads: the task's headline figures."""
+    """The last line a script reads: the task's headline figures, and the frozen parts that ran
+    on random weights (``random_frozen_weights=true``: the figures mean nothing)."""
+    parts = result.get("random_frozen_weights")
+    line = _figures(result)
+    return f"{line} (random frozen weights: {', '.join(parts)})" if parts else line
+
+
+def _figures(result: dict) -> str:
     if "jf_mean" in result:  # video
         return f"J&F {result['jf_mean']:.2f} J {result['j_mean']:.2f} F {result['f_mean']:.2f}"
     if result.get("task") == "semantic":
@@ -36,7 +43,11 @@ def headline(result: dict) -> str:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 @reported
 def main(cfg: DictConfig) -> None:
-    result = evaluate(cfg)
+    from hydra.core.hydra_config import HydraConfig
+
+    # The command line tells an override from a config default: what it leaves unset of the
+    # episode side (dataset folder, reader options) comes from the checkpoint.
+    result = evaluate(cfg, overrides=list(HydraConfig.get().overrides.task))
     log.info("wrote %s", Path(cfg.paths.run_dir) / "eval.json")
     print(headline(result))
 

@@ -244,7 +244,7 @@ class FewShotDataModule(L.LightningDataModule):
     def _build_train(self) -> EpisodeDataset:
         source = self.source("train")
         if source is None:
-            raise ValueError("Training needs a 'train' source.")
+            raise ValueError(_no_source_message("Training", "train", self.source_factory))
         sampler = TrainingEpisodeSampler(
             source=source,
             shot=self.shot,
@@ -275,7 +275,7 @@ class FewShotDataModule(L.LightningDataModule):
     def _build_test(self) -> EpisodeDataset:
         source = self.source("test")
         if source is None:
-            raise ValueError("Testing needs a 'test' source.")
+            raise ValueError(_no_source_message("Testing", "test", self.source_factory))
         path = self.test_episode_list
         if path is not None and path.exists():
             episodes, meta = load_episodes(path)
@@ -390,6 +390,18 @@ def video_training_message(dataset: str) -> str:
         "are no few-shot training episodes; train on an image dataset "
         "(experiment=coco20i_resnet50) and evaluate the checkpoint with "
         f"vrpsam-eval ckpt_path=... data={dataset}"
+    )
+
+
+def _no_source_message(stage: str, split: str, factory: Any) -> str:
+    """What a run without readable data says: the dataset folder it tried and the fix."""
+    root = getattr(factory, "root", None)
+    if root is None:
+        return f"{stage} needs a '{split}' source."
+    return (
+        f"{stage} needs a '{split}' source: no {factory.dataset} {split} split could be read at "
+        f"data.root={root}. Point data.root at the dataset folder, e.g. "
+        f"data.root=/path/to/{Path(root).name or 'VOC2012'} (data/README.md shows each layout)."
     )
 
 

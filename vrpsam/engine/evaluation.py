@@ -9,13 +9,15 @@ every method reads the same fixed episode list and is scored by the same metric.
 
 A checkpoint or export brings what it was trained with (:func:`~vrpsam.engine.settle.settle`):
 the protocol switches, the image size and interpolation, the reference annotation, the frozen
-weight files. The config's nulls take those; a value set on the command line is honoured with one
-warning that names both values.
+weight files, and what shapes the episodes (the dataset folder ``data.root``, the reader's
+``data.source_options``: size threshold, lists). What the command line leaves unset takes those;
+a value set on the command line is honoured with one warning that names both values.
 
 Writes into the run folder ``eval.json`` (``miou``, ``fbiou``, ``per_class_iou``,
-``classes_scored``, ``episodes``, ``fold``, ``shot``, ``annotation``, ``seed``, ``protocol``,
-``switches`` and more; percent), ``eval.md``, ``overlays.png``, and per seed
-``seed<k>/results.json`` and ``seed<k>/overlays.png``. A list of seeds (``eval.seed=[0,1,2,3,4]``)
+``classes_scored``, ``episodes``, ``root``, ``source_options``, ``fold``, ``shot``,
+``annotation``, ``seed``, ``protocol``, ``switches``, ``random_frozen_weights`` and more;
+percent), ``eval.md``, ``overlays.png``, and per seed ``seed<k>/results.json`` and
+``seed<k>/overlays.png``. A list of seeds (``eval.seed=[0,1,2,3,4]``)
 gives mean ± std over seeds, each seed with its own fixed episode list.
 """
 
@@ -24,12 +26,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vrpsam.artifacts.atomic import atomic_write, atomic_write_json, atomic_write_text
 from vrpsam.cache.run import model_overrides, open_caches
@@ -155,8 +158,13 @@ def evaluate_seed(
     return result, data.test_episode_meta or {}
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate as the config says and write the reports; returns the ``eval.json`` content."""
+def evaluate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, Any]:
+    """Evaluate as the config says and write the reports; returns the ``eval.json`` content.
+
+    ``overrides`` are the command line's (``vrpsam-eval`` passes Hydra's): what they leave unset
+    of the episode side (``data.root``, ``data.source_options``) comes from the checkpoint. None
+    (a composed config alone) takes every config value as given.
+    """
     quiet_library_noise()
     check_fold(cfg.data.fold, cfg.data.dataset)
     out = Path(cfg.paths.run_dir)
@@ -164,7 +172,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     method = build_method(cfg.method, **_runtime(cfg))
     info = method.info if isinstance(method, TrainedVRPSAM) else {"training_free": True}
-    cfg, protocol = settle(cfg, info)
+    cfg, protocol = settle(cfg, info, overrides)
     if cfg.data.get("video"):
         return evaluate_video(cfg, method, protocol, out)
     if cfg.get("task", "fewshot") == "semantic":
@@ -178,6 +186,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     result = {
         "method": cfg.method.name,
         "dataset": cfg.data.dataset,
+        # What shaped the episodes (restored from the checkpoint unless the command line set it).
+        "root": str(cfg.data.root),
+        "source_options": OmegaConf.to_container(cfg.data.source_options, resolve=True),
         "fold": int(cfg.data.fold),
         "split": cfg.eval.get("split", "novel"),
         "negatives": bool(cfg.eval.get("negatives", False)),

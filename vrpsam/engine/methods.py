@@ -94,7 +94,7 @@ def run_record(cfg: Any, method: Any, protocol: Any) -> dict:
     """What every ``eval.json`` says about the run besides its scores: the protocol (name, every
     switch, the switches that differ from the named preset), the units, and the checkpoint and
     what the model was trained on (not its protocol, given above), or the settings of a
-    training-free method."""
+    training-free method, and the frozen parts run on random weights instead of their files."""
     from vrpsam.conf import CONFIG_DIR
     from vrpsam.engine.protocol import preset_changes
 
@@ -112,4 +112,17 @@ def run_record(cfg: Any, method: Any, protocol: Any) -> dict:
         "trained_on": {k: v for k, v in info.items() if k != "protocol"}
         if trained
         else {"training_free": True, "settings": method_settings(cfg.method)},
+        # trained_on lists the files the model was trained on; this says which were not used.
+        "random_frozen_weights": random_frozen_parts(info),
     }
+
+
+def random_frozen_parts(info: Mapping) -> list[str]:
+    """The frozen parts (``sam``, ``backbone``) that run on random weights in place of the files
+    the model was trained on (``random_frozen_weights=true``): its figures then mean nothing."""
+    record = info.get("frozen_weights") or {}
+    return [
+        kind
+        for kind in ("sam", "backbone")
+        if record.get(kind) is not None and info.get(f"{kind}_checkpoint") is None
+    ]

@@ -11,6 +11,7 @@ import numpy as np
 from vrpsam.data.base import IGNORE_INDEX
 from vrpsam.data.synthetic import voc_palette
 from vrpsam.reports.figures import _pyplot
+from vrpsam.reports.tables import random_weights_warning
 
 
 def _cell(value: float | None) -> str:
@@ -25,6 +26,7 @@ def semantic_markdown(result: dict) -> str:
     lines = [
         f"# {result['method']} on {result['dataset']}: {form}",
         "",
+        *random_weights_warning(result),
         f"{result['references_per_class']} {result['annotation']} reference(s) per class from "
         f"{result['references_from']}, {result['images']} test images, {result['classes']} "
         f"classes with background, {result['seconds_per_image']:.3f} s per image. Presence "

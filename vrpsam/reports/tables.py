@@ -7,9 +7,16 @@ from collections import defaultdict
 
 
 def eval_markdown(result: dict, class_names: dict | None = None) -> str:
-    """The evaluation as a small markdown report: the summary line and per-class IoU."""
+    """The evaluation as a small markdown report: the summary line, the headline figures (with
+    the false-positive figures of negative episodes) and per-class IoU."""
+    negatives = "negative_fp_rate" in result
     lines = [
         f"# {result.get('method', 'vrpsam')} on {result['dataset']} fold {result['fold']}",
+        "",
+        *random_weights_warning(result),
+        f"split: {result.get('split', 'novel')}"
+        + (" (negative episodes: every target lacks the class)" if negatives else "")
+        + ".",
         "",
         f"{result['shot']}-shot, {result['annotation']} references, {result['episodes']} episodes "
         f"per seed, seeds {result['seeds']}, scored at "
@@ -19,14 +26,31 @@ def eval_markdown(result: dict, class_names: dict | None = None) -> str:
         "|---|---|",
         f"| mIoU (%) | {format_mean_std(result['miou'], result.get('miou_std'))} |",
         f"| FB-IoU (%) | {format_mean_std(result['fbiou'], result.get('fbiou_std'))} |",
-        "",
-        "| class | IoU (%) |",
-        "|---|---|",
     ]
+    if negatives:
+        lines += [
+            f"| false-positive rate: episodes with any predicted pixel (%) | "
+            f"{result['negative_fp_rate']:.1f} |",
+            f"| predicted area on negative targets (%) | {result['negative_area']:.1f} |",
+        ]
+    lines += ["", "| class | IoU (%) |", "|---|---|"]
     for class_id, iou in zip(result["class_ids"], result["per_class_iou"], strict=True):
         name = (class_names or {}).get(class_id, str(class_id))
         lines.append(f"| {name} | {'—' if iou is None else f'{iou:.1f}'} |")
     return "\n".join(lines) + "\n"
+
+
+def random_weights_warning(result: dict) -> list[str]:
+    """Report lines for a run whose frozen parts were random in place of their files (none
+    otherwise): its figures mean nothing, whatever they are."""
+    parts = result.get("random_frozen_weights")
+    if not parts:
+        return []
+    return [
+        f"**Random frozen weights** ({', '.join(parts)}; random_frozen_weights=true): the "
+        "files the model was trained on were not used, so these figures mean nothing.",
+        "",
+    ]
 
 
 def format_mean_std(mean: float, std: float | None) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 
 from vrpsam.data.synthetic import voc_palette
 from vrpsam.reports.figures import _pyplot, outline
+from vrpsam.reports.tables import random_weights_warning
 
 
 def _cell(value: float | None) -> str:
@@ -20,6 +21,7 @@ def video_markdown(result: dict) -> str:
     lines = [
         f"# {result.get('method', 'vrpsam')} on {result['dataset']} {result.get('split', 'val')}",
         "",
+        *random_weights_warning(result),
         f"One-shot video object segmentation: the first frame's {result['annotation']} "
         f"reference per object, {result['sequences']} sequences, {result['objects']} objects, "
         f"{result['frames_scored']} frames scored (the DAVIS protocol: every frame but the first "
