@@ -48,6 +48,7 @@ def cli_eval(demo_run, frozen_files, tmp_path_factory):
         f"model.sam_checkpoint={frozen_files[0]}",
         "random_frozen_weights=true",
         "eval.episodes=4",
+        "eval.overlays=0",
         "data.num_workers=0",
         "trainer.enable_progress_bar=false",
         f"paths.output_dir={out}",
