@@ -104,13 +104,31 @@ def test_the_forms_error_messages_give_work_as_written(case):
             assert OmegaConf.select(cfg, key) == value, form
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="frozen_weights.resolve advises check_frozen_weights=False, which vrpsam-eval cannot "
-    "honour until artifacts.checkpoints.load_trained_model takes it (reported to its owner)",
-)
-def test_check_frozen_weights_false_is_a_key_of_eval():
-    composed("eval", ["check_frozen_weights=False"])
+def test_check_frozen_weights_false_is_a_key_of_eval_and_predict():
+    # The form frozen_weights.resolve advises; it reaches the vrpsam method's loader.
+    assert composed("eval", ["check_frozen_weights=false"]).method.check_frozen_weights is False
+    assert composed("predict", ["check_frozen_weights=false"]).check_frozen_weights is False
+
+
+def test_check_frozen_weights_false_accepts_a_sam_file_other_than_the_recorded_one(
+    demo_run, frozen_files, tmp_path
+):
+    import torch
+
+    from vrpsam.engine.methods import load_vrpsam
+    from vrpsam.modeling.weights import WeightFileError
+
+    state = torch.load(frozen_files[0], map_location="cpu", weights_only=True)
+    name = next(iter(state))
+    state[name] = state[name] + 1e-3
+    other = tmp_path / "other_sam.pth"
+    torch.save(state, other)
+    asked = dict(name="vrpsam", model={"sam_checkpoint": str(other)},
+                 ckpt_path=str(demo_run["ckpt"]))  # fmt: skip
+    with pytest.raises(WeightFileError, match="check_frozen_weights=false for vrpsam-eval"):
+        load_vrpsam(**asked)
+    loaded = load_vrpsam(**asked, check_frozen_weights=False)
+    assert loaded.info["sam_checkpoint"] == str(other)
 
 
 # ---------------------------------------------------------------------------------- README

@@ -74,6 +74,7 @@ def load_trained_model(
     expect: dict | None = None,
     sam_image_encoder: bool = True,
     random_frozen_weights: bool = False,
+    check_frozen_weights: bool = True,
 ) -> tuple[VRPSAM, dict]:
     """The trained model of a checkpoint or export, and what it was trained on.
 
@@ -85,6 +86,7 @@ def load_trained_model(
             values mean "whatever was trained"); a mismatch is refused with a clear message.
         sam_image_encoder: False when image embeddings come from a feature cache.
         random_frozen_weights: random frozen weights where a recorded file is missing.
+        check_frozen_weights: refuse a given frozen file whose SHA-256 differs from the record.
 
     Returns:
         (model in eval mode, info): ``info`` holds the run info (dataset, fold, image size, ...),
@@ -98,6 +100,7 @@ def load_trained_model(
         sam_checkpoint=sam_checkpoint,
         backbone_checkpoint=backbone_checkpoint,
         random_frozen_weights=random_frozen_weights,
+        check_hash=check_frozen_weights,
     )
     if export_dir is not None:
         from vrpsam.artifacts.exports import load_export

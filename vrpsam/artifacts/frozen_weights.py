@@ -83,7 +83,8 @@ def resolve(
                     f"{source} was trained on {what} weights {recorded['file']} (sha256 "
                     f"{recorded['sha256'][:12]}…), but {given} differs (sha256 {actual[:12]}…). "
                     "The VRP encoder only works with the frozen weights it was trained with: pass "
-                    "that file (or check_frozen_weights=False to override)."
+                    "that file (or override: check_frozen_weights=false for vrpsam-eval and "
+                    "vrpsam-predict, check_frozen_weights=False in Python)."
                 )
         return str(given)
     path = recorded.get("path")

@@ -33,6 +33,7 @@ def load_vrpsam(
     ckpt_path: str | None = None,
     export_dir: str | None = None,
     random_frozen_weights: bool = False,
+    check_frozen_weights: bool = True,
     sam_image_encoder: bool = True,
 ) -> TrainedVRPSAM:
     """The ``vrpsam`` method: a checkpoint or export, or the config's untrained model.
@@ -43,6 +44,8 @@ def load_vrpsam(
             architecture expected of a checkpoint, its weight files override the recorded ones.
         ckpt_path, export_dir: a ``vrpsam-train`` checkpoint or a ``vrpsam-export`` folder.
         random_frozen_weights: random SAM/backbone where the recorded files are missing.
+        check_frozen_weights: false accepts given frozen files whose SHA-256 differs from the
+            training record (the encoder was not trained for them).
         sam_image_encoder: False when image embeddings come from a feature cache.
     """
     del name
@@ -62,6 +65,7 @@ def load_vrpsam(
         backbone_checkpoint=model.get("backbone_checkpoint"),
         expect={"backbone": model.get("backbone"), "sam": model.get("sam")},
         random_frozen_weights=random_frozen_weights,
+        check_frozen_weights=check_frozen_weights,
         sam_image_encoder=sam_image_encoder,
     )
     return TrainedVRPSAM(loaded, info)

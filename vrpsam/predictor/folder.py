@@ -176,6 +176,7 @@ def open_predictor(cfg: DictConfig) -> VRPSAMPredictor:
         backbone_checkpoint=cfg.backbone_checkpoint,
         device=cfg.device,
         random_frozen_weights=bool(cfg.random_frozen_weights),
+        check_frozen_weights=bool(cfg.check_frozen_weights),
     )
 
 
