@@ -147,10 +147,6 @@ NOT_OVERRIDES = {
     "torch==2.14.1 torchvision==0.29.1": "pip pins",
     "requires_grad=False": "a PyTorch attribute",
     "scribble=": "a keyword of VRPSAMPredictor.set_reference",
-    # Shorthands in the protocol table's prose; the command line form is protocol.<switch>=...
-    # (the README should spell it out: reported).
-    "select_on=test": "protocol.select_on",
-    "score_original_size=false": "protocol.score_original_size",
 }
 PLACEHOLDER = re.compile(r"\.\.\.|[<>|*]")
 OVERRIDE = re.compile(r"^\+{0,2}[a-z_][\w./]*=[^=]*$")
