@@ -88,18 +88,37 @@ def _synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size_option(dataset: str, split: str, min_pixels: int | None) -> dict[str, int]:
-    """The reader's size-threshold keyword: ``min_area`` for COCO splits, ``min_pixels`` for VOC."""
+def _size_option(
+    dataset: str, split: str, min_pixels: int | None, *, given: bool = True
+) -> dict[str, int]:
+    """The reader's size-threshold option (``min_pixels`` for VOC, ``min_area`` for COCO and
+    LVIS; see :func:`~vrpsam.data.sources.size_threshold_keyword`). ``given``: the user passed
+    ``--min-pixels`` (refused for a reader without a threshold), rather than a synthetic tree's
+    marker supplying it (then ignored there)."""
+    from vrpsam.data.sources import size_threshold_keyword
+
     if min_pixels is None:
         return {}
-    on_coco = dataset == "coco" or (dataset == "coco2pascal" and split != "test")
-    return {"min_area" if on_coco else "min_pixels": min_pixels}
+    keyword = size_threshold_keyword(dataset, split)
+    if keyword is None:
+        if given:
+            raise ValueError(
+                f"{dataset} has no size threshold (every image of a class is listed): "
+                "drop --min-pixels"
+            )
+        return {}
+    return {keyword: min_pixels}
 
 
 def _verify(args: argparse.Namespace) -> int:
     from vrpsam.data.verify import verify_tree
 
-    options = _size_option(args.dataset, "train", args.min_pixels)
+    options = {}
+    if args.min_pixels is not None:
+        if args.dataset.startswith("davis"):
+            raise ValueError(f"{args.dataset} has no size threshold: drop --min-pixels")
+        # The verifiers name the threshold as the PASCAL and COCO readers do (LVIS's maps it).
+        options = {"min_area" if args.dataset == "coco" else "min_pixels": args.min_pixels}
     report = verify_tree(args.dataset, args.root, full=args.full, **options)
     print(report.format())
     return 0 if report.ok else 1
@@ -152,8 +171,9 @@ def _episodes(args: argparse.Namespace) -> int:
 
     protocol = named_protocol(args.protocol, args.dataset, CONFIG_DIR)
     # A synthetic tree records the size threshold it was made for (as `verify` reads it).
-    threshold = args.min_pixels if args.min_pixels is not None else recorded_min_pixels(args.root)
-    options = _size_option(args.dataset, args.split, threshold)
+    given = args.min_pixels is not None
+    threshold = args.min_pixels if given else recorded_min_pixels(args.root)
+    options = _size_option(args.dataset, args.split, threshold, given=given)
     if args.pascal_root:
         options["pascal_root"] = args.pascal_root
     data = protocol.data_options()

@@ -13,7 +13,12 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from vrpsam.data.base import Episode, FewShotSource
-from vrpsam.data.dataset import EpisodeDataset, EpisodeIndexSampler, collate_episodes
+from vrpsam.data.dataset import (
+    EpisodeDataset,
+    EpisodeIndexSampler,
+    ResumableLoader,
+    collate_episodes,
+)
 from vrpsam.data.episodes import load_episodes, save_episodes, shard_indices
 from vrpsam.data.sampling import (
     TEST_RULES,
@@ -342,7 +347,9 @@ class FewShotDataModule(L.LightningDataModule):
         )
 
     def _loader(self, dataset: EpisodeDataset, sampler: Any = None) -> DataLoader:
-        return DataLoader(
+        # Training goes through a loader that Lightning can resume inside an epoch.
+        loader = DataLoader if sampler is None else ResumableLoader
+        return loader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,

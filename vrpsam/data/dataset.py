@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vrpsam.data.annotations import ANNOTATION_KINDS, annotation_rng, simulate_annotation
 from vrpsam.data.base import Episode, FewShotSource
@@ -250,13 +250,55 @@ class EpisodeIndexSampler(Sampler):
         # all ranks trained on the same episodes; reproducing it means handing out rank 0's share.
         self.indices = shard_indices(total, 0 if same_on_every_rank else rank, world_size)
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def resume_at(self, epoch: int, done: int) -> None:
+        """Make the next pass over ``epoch`` start after its first ``done`` keys (a run resumed
+        inside that epoch); a pass over another epoch starts at its beginning."""
+        self._resume = (int(epoch), int(done))
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
-        return ((epoch, i) for i in self.indices)
+        start = self._resume[1] if self._resume and self._resume[0] == epoch else 0
+        self._resume = None
+        return ((epoch, i) for i in self.indices[start:])
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class ResumableLoader(DataLoader):
+    """The training loader over an :class:`EpisodeIndexSampler`, resumable inside an epoch.
+
+    Lightning saves the ``state_dict`` of a loader that has one with every checkpoint and hands it
+    back to ``load_state_dict`` when it resumes inside an epoch: here the epoch and the batches of
+    it already handed out, so a resumed run trains on the rest of that epoch's batches, as the
+    interrupted run would have. Iteration starts at the first ``next`` (a generator), after
+    Lightning has set the sampler's epoch, also when worker processes prefetch indices.
+    """
+
+    sampler: EpisodeIndexSampler
+
+    def __init__(self, dataset: EpisodeDataset, *, sampler: EpisodeIndexSampler, **kwargs: Any):
+        super().__init__(dataset, sampler=sampler, **kwargs)
+        self._epoch, self._batches = 0, 0
+        self._resume: tuple[int, int] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = self.sampler.epoch
+        done = self._resume[1] if self._resume and self._resume[0] == epoch else 0
+        self._resume = None
+        self.sampler.resume_at(epoch, done * int(self.batch_size or 1))
+        self._epoch, self._batches = epoch, done
+        for batch in super().__iter__():
+            self._batches += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch, "batches": self._batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = (int(state["epoch"]), int(state["batches"]))

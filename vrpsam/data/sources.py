@@ -70,6 +70,25 @@ SOURCE_BUILDERS: dict[str, Callable[..., FewShotSource]] = {
 }
 """Dataset name → ``builder(root, fold, split, **options)``."""
 
+SIZE_THRESHOLD_KEYWORDS: dict[str, str | None] = {
+    "pascal": "min_pixels",
+    "coco": "min_area",
+    "coco2pascal": "min_area",  # its test split is PASCAL's: see size_threshold_keyword
+    "fss1000": None,  # every image of a class is listed: no threshold
+    "lvis92i": "min_area",
+}
+"""Dataset name → the keyword of its reader's size threshold (pixels a class needs in an image for
+the image to be listed for it), None where the reader has none."""
+
+
+def size_threshold_keyword(dataset: str, split: str) -> str | None:
+    """The size-threshold keyword of the reader of ``split`` of ``dataset`` (see
+    :data:`SIZE_THRESHOLD_KEYWORDS`); None for a reader without one."""
+    if dataset == "coco2pascal" and split == "test":
+        return "min_pixels"  # read by PascalSource
+    return SIZE_THRESHOLD_KEYWORDS[dataset]
+
+
 SHOT_DEPENDENT = frozenset({"lvis92i"})
 """Datasets whose fold lists depend on the shot (LVIS-92i: classes in more than ``shot`` images):
 their readers take ``shot=``."""

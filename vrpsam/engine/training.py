@@ -24,9 +24,10 @@ from vrpsam.cache.run import model_overrides, open_caches
 from vrpsam.conf import CONFIG_DIR
 from vrpsam.data.datamodule import video_training_message
 from vrpsam.data.folds import check_fold
-from vrpsam.engine.callbacks import RunReport
+from vrpsam.engine.callbacks import RunReport, SaveOnInterrupt, ValidateWhenStopped
 from vrpsam.engine.loggers import ResumableCSVLogger
 from vrpsam.engine.protocol import Protocol, configured_protocol
+from vrpsam.engine.resume import check_same_experiment, resume_checkpoint
 from vrpsam.engine.runtime import (
     episode_list_path,
     per_process_batch,
@@ -40,7 +41,10 @@ def run_info(cfg: DictConfig) -> dict[str, Any]:
     """What a run trains on, stored in its checkpoints: the data settings an evaluation of the
     checkpoint reuses (image size, interpolation, ...) and the record of the frozen files."""
     data = cfg.data
-    source_options = OmegaConf.to_container(data.get("source_options") or {}, resolve=True)
+    # Not `data.get(...) or {}`: an empty DictConfig is falsy, and `or` would swap it for a plain
+    # dict that to_container refuses (every dataset config ships `source_options: {}`).
+    options = data.get("source_options")
+    source_options = {} if options is None else OmegaConf.to_container(options, resolve=True)
     return {
         "dataset": data.dataset,
         "root": str(data.root),
@@ -74,6 +78,7 @@ def build_module(
         compile=cfg.compile,
         run_info=run_info(cfg),
         protocol=protocol.as_dict(),
+        max_steps=step_limit(cfg),
     )
 
 
@@ -92,33 +97,13 @@ def instantiate_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
-def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint ``ckpt_path`` names: a path, or ``last`` = this run folder's last.ckpt.
-
-    Raises:
-        FileNotFoundError: the checkpoint does not exist (never a silent start from scratch).
-    """
-    given = cfg.get("ckpt_path")
-    if not given:
-        return None
-    path = Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt" if given == "last" else Path(given)
-    if not path.is_file():
-        hint = (
-            "ckpt_path=last resumes the run folder given by hydra.run.dir: pass the folder of "
-            "the interrupted run (hydra.run.dir=outputs/train/<its folder>)"
-            if given == "last"
-            else "pass the checkpoint of the run to resume (RUN/checkpoints/last.ckpt)"
-        )
-        raise FileNotFoundError(f"no checkpoint to resume at {path}; {hint}")
-    return str(path)
-
-
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train one fold as the config says; returns (metrics, objects).
 
     Raises:
         ValueError: a total batch size that the number of processes cannot split, a fold out of
-            range, a checkpoint of another architecture or protocol, an invalid switch, ...
+            range, a checkpoint of another architecture, protocol or experiment, an invalid
+            switch, ...
         FileNotFoundError: a checkpoint to resume from that does not exist.
     """
     quiet_library_noise()
@@ -128,11 +113,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     check_fold(cfg.data.fold, cfg.data.dataset)
     protocol = configured_protocol(cfg, CONFIG_DIR)
     resume = resume_checkpoint(cfg)
-    if resume:  # a resumed run writes into its own checkpoint folder on purpose
-        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not")
+    resumed_step = _check_resumable(resume, run_info(cfg)) if resume else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    processes = world_size(cfg.trainer)
-    batch = per_process_batch(cfg.total_batch_size, processes)
+    batch = per_process_batch(cfg.total_batch_size, world_size(cfg.trainer))
     out = Path(cfg.paths.run_dir)
     caches = open_caches(cfg)  # before building: a mismatching cache fails fast
     model = hydra.utils.instantiate(cfg.model, **model_overrides(cfg))
@@ -152,22 +135,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         **protocol.data_options(),
     )
     module = build_module(cfg, model, protocol, caches)
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = instantiate_loggers(cfg)
-    if resume:
-        step = int(_checkpoint_step(resume))
-        for logger in loggers:
-            if isinstance(logger, ResumableCSVLogger):
-                logger.resume_from(step)
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    report = next((c for c in callbacks if isinstance(c, RunReport)), None)
+    trainer, report = build_trainer(cfg, resumed_step)
     if cfg.get("test_before_training") and not resume:
         if report is not None:
             report.phase = "before"
         trainer.test(module, datamodule=datamodule, verbose=False)
         if report is not None:
             report.phase = "after"
-    # Ctrl-C: Lightning shuts down and exits; RunReport says how to resume.
+    # Ctrl-C or SIGTERM: SaveOnInterrupt saves the step, RunReport says how to resume.
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     if cfg.get("test_after_training"):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
@@ -177,7 +152,48 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "run_dir": out}
 
 
-def _checkpoint_step(path: str) -> int:
+def step_limit(cfg: DictConfig) -> int:
+    """``trainer.max_steps`` of a config (-1: no limit)."""
+    limit = cfg.trainer.get("max_steps")
+    return -1 if limit is None else int(limit)
+
+
+def build_trainer(cfg: DictConfig, resumed_step: int | None) -> tuple[L.Trainer, RunReport | None]:
+    """The Trainer of a training config, and its RunReport callback (None if the config has none).
+
+    Lightning is given no ``max_steps``: it restarts a run with one (its "iteration-based"
+    training) from an end-of-epoch checkpoint one epoch off, counting that epoch as unfinished and
+    drawing the next epoch's episodes for it. ``ValidateWhenStopped`` stops at the limit instead,
+    and the LR schedule's length counts it (``VRPSAMModule(max_steps=...)``).
+    """
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    stopper = next((c for c in callbacks if isinstance(c, ValidateWhenStopped)), None)
+    if stopper is None:
+        stopper = ValidateWhenStopped()
+        callbacks.append(stopper)
+    stopper.max_steps = step_limit(cfg)
+    last = Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt"
+    callbacks.append(SaveOnInterrupt(path=last))
+    loggers = instantiate_loggers(cfg)
+    if resumed_step is not None:
+        # A resumed run writes into its own checkpoint folder on purpose.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not")
+        for logger in loggers:
+            if isinstance(logger, ResumableCSVLogger):
+                logger.resume_from(resumed_step)
+    epochs = cfg.trainer.get("max_epochs")
+    if epochs is None and stopper.max_steps >= 0:
+        epochs = -1  # what Lightning does for max_steps alone: as many epochs as the steps take
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, max_steps=-1, max_epochs=epochs
+    )
+    return trainer, next((c for c in callbacks if isinstance(c, RunReport)), None)
+
+
+def _check_resumable(path: str, info: dict[str, Any]) -> int:
+    """Refuse a checkpoint of another experiment (:func:`check_same_experiment`); its step."""
     from vrpsam.artifacts.checkpoints import read_training_checkpoint
 
-    return int(read_training_checkpoint(path).get("global_step", 0))
+    checkpoint = read_training_checkpoint(path)
+    check_same_experiment(checkpoint["vrpsam"].get("run_info") or {}, info, path)
+    return int(checkpoint.get("global_step", 0))

@@ -46,6 +46,9 @@ class VRPSAMModule(FewShotModule):
         protocol: the run's protocol (:meth:`vrpsam.engine.protocol.Protocol.as_dict`), stored in
             checkpoints; a resume under other switches is refused.
         num_overlays: test episodes kept (on rank 0) for the overlay figure.
+        max_steps: the run's step limit (``trainer.max_steps``; -1: none), which the LR schedule
+            ends at when it comes before the last epoch's end. ``vrpsam-train`` enforces it
+            itself (Lightning is not given it: see :func:`vrpsam.engine.training.build_trainer`).
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class VRPSAMModule(FewShotModule):
         run_info: dict | None = None,
         protocol: dict | None = None,
         num_overlays: int = 6,
+        max_steps: int = -1,
     ) -> None:
         super().__init__(score_original_size=score_original_size, num_overlays=num_overlays)
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "feature_caches"])
@@ -82,6 +86,7 @@ class VRPSAMModule(FewShotModule):
         compile_model(model, compile)
         self.run_info = dict(run_info or {})
         self.protocol = dict(protocol) if protocol else None
+        self.max_steps = int(max_steps)
 
     # --- forward ---------------------------------------------------------------------------
 
@@ -122,7 +127,10 @@ class VRPSAMModule(FewShotModule):
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        total = self.trainer.estimated_stepping_batches  # inf for max_epochs=-1
+        if self.max_steps >= 0:
+            total = min(total, self.max_steps)
+        total = max(int(total), 1)
         scheduler = self.scheduler_factory(optimizer, T_max=total)
         return {
             "optimizer": optimizer,
