@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
+
+from omegaconf import OmegaConf
 
 
 def world_size(trainer_cfg: Any) -> int:
@@ -50,14 +53,19 @@ def episode_list_path(
     split: str = "novel",
 ) -> Path:
     """Where the fixed test episode list of (dataset tree, fold, split, shot, sampling rule, seed,
-    n) lives, unless the config names a file: one list per setting, shared by every method and
-    every world size. ``shot`` is the run's (``eval.shot`` for an evaluation, not ``data.shot``);
-    ``n=None`` is one pass over the test images (``nall``); ``split="base"`` is the base-class
-    test."""
+    n, reader options) lives, unless the config names a file: one list per setting, shared by
+    every method and every world size. ``shot`` is the run's (``eval.shot`` for an evaluation,
+    not ``data.shot``); ``n=None`` is one pass over the test images (``nall``); ``split="base"``
+    is the base-class test."""
     given = data_cfg.get("test_episode_list")
     if given:
         return Path(given)
-    tree = hashlib.sha256(os.path.abspath(str(data_cfg.root)).encode()).hexdigest()[:8]
+    # The tree and the reader's options (size threshold, lists) decide which images and classes
+    # form episodes: a list drawn under other options is another list, never silently reused.
+    options = data_cfg.get("source_options")
+    options = OmegaConf.to_container(options) if OmegaConf.is_config(options) else options
+    shaping = json.dumps([os.path.abspath(str(data_cfg.root)), options or {}], sort_keys=True)
+    tree = hashlib.sha256(shaping.encode()).hexdigest()[:8]
     part = "_base" if split == "base" else ""
     count = "all" if n is None else n
     name = (
