@@ -101,3 +101,17 @@ def test_scores_are_means_per_object_then_over_objects_and_sum_exactly():
     for name in ("j_sum", "f_sum", "counts", "objects", "frames"):
         total = getattr(halves[0], name) + getattr(halves[1], name)
         torch.testing.assert_close(total, getattr(whole, name), rtol=0, atol=0)
+
+
+def test_a_single_sequence_is_summarised():
+    # torchmetrics squeezes one-element results: the frame count of one sequence came back 0-dim.
+    from vrpsam.engine.video_module import summarise
+
+    scores = DavisScores(num_sequences=1)
+    scores.mark(0, [1], 2)
+    for _ in range(2):
+        scores.update(0, 1, 0.5, 0.25)
+    result = summarise(scores.compute(), ["bear"])
+    assert result["sequences"] == 1 and result["frames_scored"] == 2 and result["objects"] == 1
+    assert result["jf_mean"] == pytest.approx(37.5)
+    assert result["per_sequence"][0]["jf_mean"] == pytest.approx(37.5)

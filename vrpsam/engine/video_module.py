@@ -301,10 +301,13 @@ def _percent(value: float) -> float | None:
 
 def summarise(raw: dict[str, torch.Tensor], sequences: Sequence[str]) -> dict[str, Any]:
     """Percent J, F, J&F overall and per sequence from :meth:`DavisScores.compute`."""
-    j, f = raw["j"].cpu(), raw["f"].cpu()
+    # torchmetrics squeezes one-element results: one sequence (of one object) comes back 0-dim.
+    count = len(sequences)
+    j, f = raw["j"].cpu().reshape(count, -1), raw["f"].cpu().reshape(count, -1)
+    objects, frames = raw["objects"].cpu().reshape(count, -1), raw["frames"].cpu().reshape(count)
     per_sequence = []
     for index, name in enumerate(sequences):
-        ids = torch.nonzero(raw["objects"][index].cpu() > 0).flatten().tolist()
+        ids = torch.nonzero(objects[index] > 0).flatten().tolist()
         if not ids:
             continue
         j_seq, f_seq = j[index, ids], f[index, ids]
@@ -318,7 +321,7 @@ def summarise(raw: dict[str, torch.Tensor], sequences: Sequence[str]) -> dict[st
                 "j_mean": _percent(j_mean),
                 "f_mean": _percent(f_mean),
                 "jf_mean": _percent((j_mean + f_mean) / 2),
-                "frames": int(raw["frames"][index]),
+                "frames": int(frames[index]),
             }
         )
     return {
