@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
+# One worker per CPU core (pytest-xdist): each worker builds the session's shared trees and runs
+# once for itself, and the suite still takes about half the time on 2 cores.
 test: setup
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n auto
 
 # The heavier tests (the full demo against its recorded figures among them); CI runs them after `test`.
 test-slow: setup
