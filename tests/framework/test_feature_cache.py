@@ -278,3 +278,24 @@ def test_cache_cli_prints_the_size_estimate_and_the_size_on_disk(cached_cfg, cap
     manifest = json.loads((Path(cached_cfg().cache.dir) / "sam" / MANIFEST).read_text())
     assert manifest["signature"]["sam"] == "tiny"
     shutil.rmtree(cached_cfg().cache.dir)
+
+
+def test_a_cache_of_another_dataset_folder_is_refused_naming_data_root(tmp_path):
+    # Image ids repeat across trees (two synthetic seeds): features of one tree must not serve
+    # another's images.
+    from omegaconf import OmegaConf
+
+    from vrpsam.cache.signature import cache_signature, check_signature
+
+    weights = tmp_path / "sam.pth"
+    weights.write_bytes(b"weights")  # hashed only
+    model = OmegaConf.create(
+        {"sam": "tiny", "sam_kwargs": {"image_size": 16}, "sam_checkpoint": str(weights)}
+    )
+    data = {"dataset": "pascal", "image_size": 16, "root": str(tmp_path / "seed0")}
+    built = cache_signature("sam", model, OmegaConf.create(data), "float16")
+    run = cache_signature("sam", model, OmegaConf.create({**data, "root": str(tmp_path / "seed1")}),
+                          "float16")  # fmt: skip
+    check_signature(built, dict(built), tmp_path)  # the same tree is accepted
+    with pytest.raises(CacheMismatchError, match=r"data\.root: .*seed0.* \(cache\) vs .*seed1"):
+        check_signature(built, run, tmp_path)

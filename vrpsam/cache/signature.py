@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ def cache_signature(kind: str, model: DictConfig, data: DictConfig, dtype: str) 
         "vrpsam": __version__,
         "kind": kind,
         "dataset": data.dataset,
+        # Image ids repeat across trees (two synthetic seeds, a re-download): the tree is part of
+        # what the features are of, so a cache never serves another folder's images.
+        "root": None if data.get("root") is None else os.path.abspath(str(data.root)),
         "image_size": int(data.image_size),
         "interpolation": data.get("interpolation", "bilinear"),
         "dtype": dtype,
@@ -107,6 +111,7 @@ SETTINGS = {
     "format": "the cache format",
     "vrpsam": "the vrpsam version",
     "dataset": "data.dataset",
+    "root": "data.root",
     "image_size": "data.image_size",
     "interpolation": "data.interpolation",
     "dtype": "cache.dtype",
