@@ -5,8 +5,23 @@ that reads a named config file (the protocol presets) find them, in a source che
 installed wheel alike."""
 
 from pathlib import Path
+from typing import Any
 
 CONFIG_DIR = str(Path(__file__).resolve().parent)
+
+
+def as_dict(node: Any) -> dict:
+    """A config node (or any mapping) as a plain, resolved dict; None as ``{}``.
+
+    Not ``node or {}``: an empty DictConfig is falsy, and ``or`` would swap it for a dict while a
+    filled one stays a node."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if node is None:
+        return {}
+    if isinstance(node, DictConfig):
+        return dict(OmegaConf.to_container(node, resolve=True))
+    return dict(node)
 
 
 def experiment_values(name: str):

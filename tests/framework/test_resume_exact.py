@@ -82,30 +82,26 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert len(ma["val_history"]) == 3
 
 
-def test_sigint_inside_an_epoch_saves_there_and_resumes_bit_for_bit(
-    straight, compose_cfg, tmp_path, monkeypatch
-):
-    # Ctrl-C in the first step of epoch 1: the run stops after that step (step 3 of 6, inside
-    # the epoch) and writes last.ckpt there, the loader's position included.
-    interrupted(compose_cfg("train", tmp_path, *RUN), monkeypatch, signal.SIGINT, step=2)
-    assert (
-        read_training_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 3
-    )
-    train(compose_cfg("train", tmp_path, *RUN, "ckpt_path=last"))
-    assert_same_run(straight, tmp_path / "run")
+# (signal, the step it arrives in, the step last.ckpt is saved at)
+STOPS = [
+    # Ctrl-C in the first step of epoch 1: the run stops after that step (step 3 of 6, inside the
+    # epoch) and writes last.ckpt there, the loader's position included.
+    pytest.param(signal.SIGINT, 2, 3, id="sigint_inside_an_epoch"),
+    # A step that validation follows is not saved: the run stops after the epoch's validation and
+    # checkpoints, and resumes from that end-of-epoch checkpoint (the path Lightning resumed one
+    # epoch off under a step limit).
+    pytest.param(signal.SIGTERM, 3, 4, id="sigterm_in_the_last_step_of_an_epoch",
+                 marks=pytest.mark.slow),
+]  # fmt: skip
 
 
-@pytest.mark.slow
-def test_sigterm_in_the_last_step_of_an_epoch_resumes_bit_for_bit(
-    straight, compose_cfg, tmp_path, monkeypatch
+@pytest.mark.parametrize(("signum", "step", "saved_at"), STOPS)
+def test_a_signal_saves_last_ckpt_and_the_resume_is_bit_for_bit(
+    straight, compose_cfg, tmp_path, monkeypatch, signum, step, saved_at
 ):
-    # A step that validation follows is not saved: the run stops after the epoch's validation
-    # and checkpoints, and resumes from that end-of-epoch checkpoint (the path Lightning resumed
-    # one epoch off under a step limit).
-    interrupted(compose_cfg("train", tmp_path, *RUN), monkeypatch, signal.SIGTERM, step=3)
-    assert (
-        read_training_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 4
-    )
+    interrupted(compose_cfg("train", tmp_path, *RUN), monkeypatch, signum, step=step)
+    last = read_training_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == saved_at
     train(compose_cfg("train", tmp_path, *RUN, "ckpt_path=last"))
     assert_same_run(straight, tmp_path / "run")
 

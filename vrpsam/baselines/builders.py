@@ -10,20 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 from vrpsam.baselines.base import FewShotMethod
+from vrpsam.conf import as_dict
 from vrpsam.modeling.backbones import build_backbone
 from vrpsam.modeling.sam import FrozenSam, build_sam
 from vrpsam.modeling.switches import ModelSwitches
-
-
-def _plain(value: Any) -> dict:
-    if value is None:
-        return {}
-    if isinstance(value, DictConfig):
-        return dict(OmegaConf.to_container(value, resolve=True))
-    return dict(value)
 
 
 def _required(frozen: Mapping, key: str, method: str) -> str:
@@ -49,7 +40,7 @@ def frozen_sam(frozen: Mapping, method: str) -> FrozenSam:
         checkpoint=frozen.get("sam_checkpoint"),
         preprocess=switches.sam_preprocess,
         align_corners=switches.align_corners,
-        **_plain(frozen.get("sam_kwargs")),
+        **as_dict(frozen.get("sam_kwargs")),
     ).eval()
 
 
@@ -60,7 +51,7 @@ def build_gpsam(*, name: str, frozen: Mapping, **settings: Any) -> FewShotMethod
     backbone = build_backbone(
         _required(frozen, "backbone", name),
         checkpoint=frozen.get("backbone_checkpoint"),
-        **_plain(frozen.get("backbone_kwargs")),
+        **as_dict(frozen.get("backbone_kwargs")),
     )
     return GPSAM(backbone=backbone, sam=frozen_sam(frozen, name), **settings).eval()
 
@@ -95,7 +86,7 @@ def build_matcher(
     return Matcher(
         encoder=_encoder(encoder, encoder_checkpoint, encoder_kwargs),
         sam=frozen_sam(frozen, name),
-        **_plain(settings),
+        **as_dict(settings),
     ).eval()
 
 
@@ -115,10 +106,10 @@ def build_rim(
     return RIM(
         encoder=_encoder(encoder, encoder_checkpoint, encoder_kwargs),
         sam=frozen_sam(frozen, name),
-        **_plain(settings),
+        **as_dict(settings),
     ).eval()
 
 
 def _encoder(name: str, checkpoint: str | None, kwargs: Mapping | None):
     """The patch-feature extractor of Matcher and RIM (``encoder*`` keys of their configs)."""
-    return build_backbone(name, checkpoint=checkpoint, **_plain(kwargs))
+    return build_backbone(name, checkpoint=checkpoint, **as_dict(kwargs))

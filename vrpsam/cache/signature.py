@@ -15,10 +15,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vrpsam import __version__
 from vrpsam.artifacts.atomic import sha256_file
+from vrpsam.conf import as_dict
 from vrpsam.modeling.switches import ModelSwitches
 
 CACHE_FORMAT = 1
@@ -51,12 +52,6 @@ def weight_hash(path: str | None, what: str, key: str) -> str:
     return _file_hash(str(Path(path).resolve()))
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, DictConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value if value is not None else {}
-
-
 def cache_signature(kind: str, model: DictConfig, data: DictConfig, dtype: str) -> dict:
     """The signature of a ``kind`` ("sam" or "backbone") cache for a run's model and data config."""
     if kind not in KINDS:
@@ -82,7 +77,7 @@ def cache_signature(kind: str, model: DictConfig, data: DictConfig, dtype: str) 
         return {
             **common,
             "sam": model.sam,
-            "sam_kwargs": _plain(model.get("sam_kwargs")),
+            "sam_kwargs": as_dict(model.get("sam_kwargs")),
             "sam_checkpoint_sha256": weight_hash(
                 model.get("sam_checkpoint"), "SAM", "model.sam_checkpoint"
             ),
@@ -92,7 +87,7 @@ def cache_signature(kind: str, model: DictConfig, data: DictConfig, dtype: str) 
     return {
         **common,
         "backbone": model.backbone,
-        "backbone_kwargs": _plain(model.get("backbone_kwargs")),
+        "backbone_kwargs": as_dict(model.get("backbone_kwargs")),
         "backbone_checkpoint_sha256": weight_hash(
             model.get("backbone_checkpoint"), "backbone", "model.backbone_checkpoint"
         ),

@@ -32,10 +32,11 @@ from typing import Any
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 from vrpsam.artifacts.atomic import atomic_write, atomic_write_json, atomic_write_text
 from vrpsam.cache.run import model_overrides, open_caches
+from vrpsam.conf import as_dict
 from vrpsam.data.datamodule import TEST_SPLITS
 from vrpsam.data.folds import check_fold
 from vrpsam.engine.method_module import MethodModule
@@ -188,7 +189,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[st
         "dataset": cfg.data.dataset,
         # What shaped the episodes (restored from the checkpoint unless the command line set it).
         "root": str(cfg.data.root),
-        "source_options": OmegaConf.to_container(cfg.data.source_options, resolve=True),
+        "source_options": as_dict(cfg.data.get("source_options")),
         "fold": int(cfg.data.fold),
         "split": cfg.eval.get("split", "novel"),
         "negatives": bool(cfg.eval.get("negatives", False)),

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from vrpsam.conf import as_dict
 from vrpsam.modeling.switches import ModelSwitches
 
 PROTOCOL_NAMES = ("default", "official")
@@ -107,7 +108,7 @@ class Protocol:
         Raises:
             ValueError: a switch is missing or has a value outside its choices.
         """
-        plain = _plain(values)
+        plain = as_dict(values)
         missing = [k for k in ("name", *cls.switch_names()) if plain.get(k) is None]
         missing = [k for k in missing if k != "loss_ignore_index"]
         if missing:
@@ -143,14 +144,6 @@ class Protocol:
         """``{switch: (this value, other value)}`` for every switch that differs."""
         mine, theirs = self.switches(), other.switches()
         return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
-
-
-def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(values, DictConfig):
-        return dict(OmegaConf.to_container(values, resolve=True))
-    return dict(values)
 
 
 def protocol_file(name: str, config_dir: str | Path) -> Path:
@@ -231,7 +224,8 @@ def evaluation_protocol(
     Returns:
         ``(protocol, contradictions)`` with ``{switch: (checkpoint value, evaluation value)}``.
     """
-    wanted = {k: v for k, v in _plain(requested).items() if k in ("name", *Protocol.switch_names())}
+    keys = ("name", *Protocol.switch_names())
+    wanted = {k: v for k, v in as_dict(requested).items() if k in keys}
     if recorded is None:
         base = named_protocol("default", dataset, config_dir).as_dict()
     else:

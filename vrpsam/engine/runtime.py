@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from vrpsam.conf import as_dict
 
 
 def world_size(trainer_cfg: Any) -> int:
@@ -62,9 +62,8 @@ def episode_list_path(
         return Path(given)
     # The tree and the reader's options (size threshold, lists) decide which images and classes
     # form episodes: a list drawn under other options is another list, never silently reused.
-    options = data_cfg.get("source_options")
-    options = OmegaConf.to_container(options) if OmegaConf.is_config(options) else options
-    shaping = json.dumps([os.path.abspath(str(data_cfg.root)), options or {}], sort_keys=True)
+    options = as_dict(data_cfg.get("source_options"))
+    shaping = json.dumps([os.path.abspath(str(data_cfg.root)), options], sort_keys=True)
     tree = hashlib.sha256(shaping.encode()).hexdigest()[:8]
     part = "_base" if split == "base" else ""
     count = "all" if n is None else n

@@ -24,7 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vrpsam.conf import CONFIG_DIR
+from vrpsam.conf import CONFIG_DIR, as_dict
 from vrpsam.engine.protocol import Protocol, evaluation_protocol
 
 MODEL_SIDE = ("image_size", "interpolation")
@@ -126,7 +126,7 @@ def _settle_episode_side(cfg: DictConfig, info: dict, given: set[str] | None) ->
     saved = info.get("source_options")
     if saved is None:  # checkpoints of older versions record none
         return notes
-    current = _plain(cfg.data.get("source_options"))
+    current = as_dict(cfg.data.get("source_options"))
     if given is None or OPTIONS_KEY in given:
         chosen = set(current) | set(saved)
     else:
@@ -154,11 +154,3 @@ def _recorded_root(root: str) -> str:
 
 def _same_path(a: Any, b: Any) -> bool:
     return os.path.abspath(str(a)) == os.path.abspath(str(b))
-
-
-def _plain(node: Any) -> dict:
-    if node is None:
-        return {}
-    if isinstance(node, DictConfig):
-        return dict(OmegaConf.to_container(node, resolve=True))
-    return dict(node)

@@ -17,11 +17,11 @@ from typing import Any
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vrpsam.artifacts import frozen_weights
 from vrpsam.cache.run import model_overrides, open_caches
-from vrpsam.conf import CONFIG_DIR
+from vrpsam.conf import CONFIG_DIR, as_dict
 from vrpsam.data.datamodule import video_training_message
 from vrpsam.data.folds import check_fold
 from vrpsam.engine.callbacks import RunReport, SaveOnInterrupt, ValidateWhenStopped
@@ -41,10 +41,7 @@ def run_info(cfg: DictConfig) -> dict[str, Any]:
     """What a run trains on, stored in its checkpoints: the data settings an evaluation of the
     checkpoint reuses (image size, interpolation, ...) and the record of the frozen files."""
     data = cfg.data
-    # Not `data.get(...) or {}`: an empty DictConfig is falsy, and `or` would swap it for a plain
-    # dict that to_container refuses (every dataset config ships `source_options: {}`).
-    options = data.get("source_options")
-    source_options = {} if options is None else OmegaConf.to_container(options, resolve=True)
+    source_options = as_dict(data.get("source_options"))
     return {
         "dataset": data.dataset,
         "root": str(data.root),
